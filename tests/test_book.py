@@ -1,0 +1,61 @@
+"""Book hygiene: the table of contents, the notebooks and their stored outputs agree."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
+
+
+def _toc_files(entries):
+    for entry in entries:
+        if "file" in entry:
+            yield entry["file"]
+        for key in ("chapters", "sections", "parts"):
+            yield from _toc_files(entry.get(key, []))
+
+
+def toc_files():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"], *_toc_files(toc.get("chapters", []) + toc.get("parts", []))]
+
+
+def test_toc_and_notebooks_are_the_same_set():
+    listed = {f for f in toc_files() if (ROOT / f"{f}.ipynb").exists()}
+    on_disk = {str(p.relative_to(ROOT).with_suffix("")) for p in NOTEBOOKS}
+    assert listed == on_disk
+    for f in toc_files():
+        assert any((ROOT / f"{f}{ext}").exists() for ext in (".ipynb", ".md")), f"{f} in _toc.yml has no file"
+
+
+def test_site_build_does_not_execute_notebooks():
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["execute_notebooks"] == "off"
+    assert config["execute"]["stderr_output"] in {"warn", "error", "severe"}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_was_run_top_to_bottom_cleanly(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+    assert code, "a chapter without code cannot back its claims"
+    assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
+    assert "setup(" in "".join(code[0]["source"]), "the first code cell must call bnhelpers.setup"
+    for cell in code:
+        for out in cell["outputs"]:
+            assert out["output_type"] != "error", f"stored error in: {''.join(cell['source'])[:60]}"
+            assert out.get("name") != "stderr", f"stored stderr: {''.join(out.get('text', ''))[:80]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_outputs_are_ignored_only_for_timings(path):
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "NBVAL_IGNORE_OUTPUT" in src or "nbval-ignore-output" in tags:
+            assert "time" in src.lower(), f"output ignored in a cell that times nothing: {src[:60]}"
+        assert "NBVAL_SKIP" not in src and "nbval-skip" not in tags

@@ -1,0 +1,45 @@
+"""The bundled and synthetic data sets."""
+
+import numpy as np
+import pytest
+
+from bnhelpers import data
+
+
+def test_digits_split_is_stratified_scaled_and_fixed():
+    a, b = data.load_digits(seed=0), data.load_digits(seed=0)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert a.x_train.shape[1] == 64 and a.x_train.dtype == np.float32
+    assert len(a.x_train) + len(a.x_test) == 1797
+    assert 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    train_freq = np.bincount(a.y_train) / len(a.y_train)
+    test_freq = np.bincount(a.y_test) / len(a.y_test)
+    np.testing.assert_allclose(train_freq, test_freq, atol=0.01)
+    assert data.load_digits(images=True).x_test.shape[1:] == (8, 8, 1)
+    with pytest.raises(ValueError, match="test_size"):
+        data.load_digits(test_size=1.5)
+
+
+def test_quadratic_regression_follows_the_seed_recipe():
+    x, y = data.quadratic_regression(n=500, noise_std=0.0)
+    assert x.shape == y.shape == (500, 1)
+    assert (x.min(), x.max()) == (-7.0, 10.0)
+    np.testing.assert_allclose(y, x.astype(np.float64) ** 2 - 5, atol=1e-5)
+    _, noisy = data.quadratic_regression(n=5000, noise_std=8.0, low=0, high=0)
+    assert abs(noisy.std() - 8.0) < 0.3
+    with pytest.raises(ValueError):
+        data.quadratic_regression(n=1)
+
+
+def test_shifted_gaussian_labels_are_relative_to_the_shift():
+    x, y = data.shifted_gaussian(n=4000, shift=2.0, seed=1)
+    assert abs(x.mean() - 2.0) < 0.1
+    np.testing.assert_array_equal(y, (x > 2.0).astype(np.float32))
+    assert 0.45 < y.mean() < 0.55
+
+
+def test_random_images_are_nhwc():
+    x = data.random_images(3, 5, 4, 2, mean=1.0, std=0.1)
+    assert x.shape == (3, 5, 4, 2) and x.dtype == np.float32
+    with pytest.raises(ValueError, match="dimension"):
+        data.random_images(0, 1, 1, 1)

@@ -1,0 +1,39 @@
+"""setup(): quiet, seeded and deterministic."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bnhelpers import setup
+
+
+def test_same_seed_same_numbers():
+    rng = setup(3)
+    a = (rng.random(), np.random.rand(), float(tf.random.uniform(())))
+    rng = setup(3)
+    b = (rng.random(), np.random.rand(), float(tf.random.uniform(())))
+    assert a == b
+
+
+def test_bad_seed():
+    with pytest.raises(ValueError, match="seed"):
+        setup(-1)
+
+
+def test_switching_keras_after_import_is_refused():
+    with pytest.raises(RuntimeError, match="restart the kernel"):
+        setup(0, legacy_keras=True)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_import_writes_nothing_to_stderr(legacy):
+    code = f"from bnhelpers import setup; setup(0, legacy_keras={legacy}); import tensorflow as tf; print(tf.reduce_sum(tf.ones(3)).numpy())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS"))}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "3.0"
+    assert done.stderr == ""
