@@ -1,0 +1,80 @@
+"""Model builders shared by the chapters: multilayer perceptrons with or without BN.
+
+``bn`` places the normalization layer:
+
+- ``None``: ``Dense -> activation``
+- ``"pre"``: ``Dense(use_bias=False) -> BN -> activation`` (BN's beta replaces the bias)
+- ``"post"``: ``Dense -> activation -> BN``
+
+Kernels are drawn from seeded initializers (one seed per layer), so models that
+differ only in ``bn`` start from identical Dense kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import keras
+
+__all__ = ["build_mlp", "compile_classifier"]
+
+PLACEMENTS = (None, "pre", "post")
+
+
+def build_mlp(
+    input_dim: int,
+    n_outputs: int,
+    widths: Sequence[int] = (100, 100),
+    *,
+    bn: str | None = None,
+    activation: str = "relu",
+    seed: int = 0,
+    init_std: float | None = None,
+    norm_factory: Callable[[], keras.layers.Layer] | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """An MLP ``input_dim -> widths... -> n_outputs`` (logits, no final activation).
+
+    ``init_std`` draws kernels from N(0, init_std^2) instead of Glorot uniform.
+    ``norm_factory`` builds the normalization layer (default
+    ``keras.layers.BatchNormalization()``), e.g. to try GroupNormalization or
+    ``MomentsBatchNorm`` in the same place.
+    """
+    if bn not in PLACEMENTS:
+        raise ValueError(f"bn must be one of {PLACEMENTS}, got {bn!r}")
+    if not widths or any(int(w) < 1 for w in widths):
+        raise ValueError(f"widths must be positive integers, got {widths!r}")
+    if input_dim < 1 or n_outputs < 1:
+        raise ValueError("input_dim and n_outputs must be >= 1")
+    factory = norm_factory or keras.layers.BatchNormalization
+
+    def kernel(i):
+        if init_std is None:
+            return keras.initializers.GlorotUniform(seed=seed * 1000 + i)
+        return keras.initializers.RandomNormal(stddev=init_std, seed=seed * 1000 + i)
+
+    inputs = keras.Input((input_dim,))
+    h = inputs
+    for i, width in enumerate(widths):
+        h = keras.layers.Dense(int(width), use_bias=bn != "pre", kernel_initializer=kernel(i),
+                               name=f"dense_{i}")(h)
+        if bn == "pre":
+            h = factory()(h)
+        h = keras.layers.Activation(activation, name=f"{activation}_{i}")(h)
+        if bn == "post":
+            h = factory()(h)
+    outputs = keras.layers.Dense(n_outputs, kernel_initializer=kernel(len(widths)), name="logits")(h)
+    return keras.Model(inputs, outputs, name=name or f"mlp_{bn or 'nobn'}_{activation}")
+
+
+def compile_classifier(model: keras.Model, optimizer: str = "sgd", learning_rate: float = 0.1) -> keras.Model:
+    """Compile for integer labels and logits: sparse cross-entropy, accuracy metric."""
+    optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
+    if optimizer not in optimizers:
+        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {optimizer!r}")
+    model.compile(
+        optimizer=optimizers[optimizer](learning_rate=learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model

@@ -1,0 +1,65 @@
+"""MLP builder and training loop."""
+
+import keras
+import numpy as np
+import pytest
+
+from bnhelpers.data import load_digits
+from bnhelpers.models import build_mlp, compile_classifier
+from bnhelpers.training import train
+
+
+def _layer_types(model):
+    return [type(layer).__name__ for layer in model.layers[1:]]
+
+
+def test_placements():
+    assert _layer_types(build_mlp(4, 3, (5,), bn=None)) == ["Dense", "Activation", "Dense"]
+    assert _layer_types(build_mlp(4, 3, (5,), bn="pre")) == ["Dense", "BatchNormalization", "Activation", "Dense"]
+    assert _layer_types(build_mlp(4, 3, (5,), bn="post")) == ["Dense", "Activation", "BatchNormalization", "Dense"]
+    assert build_mlp(4, 3, (5,), bn="pre").layers[1].use_bias is False
+
+
+def test_identical_initial_kernels_with_and_without_bn():
+    a = build_mlp(6, 3, (8, 8), bn=None, seed=4)
+    b = build_mlp(6, 3, (8, 8), bn="pre", seed=4)
+    for name in ("dense_0", "dense_1", "logits"):
+        np.testing.assert_array_equal(a.get_layer(name).kernel.numpy(), b.get_layer(name).kernel.numpy())
+
+
+def test_init_std_and_norm_factory():
+    m = build_mlp(50, 3, (400,), init_std=0.01, bn="pre", norm_factory=lambda: keras.layers.LayerNormalization())
+    assert abs(m.get_layer("dense_0").kernel.numpy().std() - 0.01) < 0.001
+    assert "LayerNormalization" in _layer_types(m)
+
+
+@pytest.mark.parametrize("kwargs", [{"bn": "middle"}, {"widths": ()}, {"widths": (0,)}])
+def test_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        build_mlp(4, 3, **kwargs)
+
+
+def test_training_records_steps_and_epochs_and_is_reproducible():
+    d = load_digits()
+    runs = []
+    for _ in range(2):
+        keras.utils.set_random_seed(0)
+        model = compile_classifier(build_mlp(64, 10, (32,), bn="pre", seed=1), "sgd", 0.1)
+        runs.append(train(model, d.x_train, d.y_train, epochs=2, batch_size=100,
+                          validation=(d.x_test, d.y_test), seed=3))
+    h = runs[0]
+    assert len(h.step_loss) == 2 * int(np.ceil(len(d.x_train) / 100))
+    assert all(len(v) == 2 for v in h.epoch.values())
+    assert h.final("val_accuracy") > 0.5
+    np.testing.assert_allclose(runs[0].step_loss, runs[1].step_loss, rtol=1e-6)
+
+
+def test_training_checks_its_input():
+    model = build_mlp(4, 2, (3,))
+    with pytest.raises(ValueError, match="compile"):
+        train(model, np.zeros((4, 4), "float32"), np.zeros(4), epochs=1, batch_size=2)
+    compile_classifier(model)
+    with pytest.raises(ValueError, match="length"):
+        train(model, np.zeros((4, 4), "float32"), np.zeros(3), epochs=1, batch_size=2)
+    with pytest.raises(ValueError, match="optimizer"):
+        compile_classifier(model, optimizer="rmsprop")
