@@ -41,7 +41,7 @@ def train(model, x, y, *, epochs: int, batch_size: int, validation=None, seed: i
         raise ValueError("epochs and batch_size must be >= 1")
     if len(x) != len(y):
         raise ValueError(f"x and y disagree in length: {len(x)} vs {len(y)}")
-    if model.optimizer is None or not model.compiled:
+    if not getattr(model, "compiled", False) or getattr(model, "optimizer", None) is None:
         raise ValueError("compile the model first (see bnhelpers.models.compile_classifier)")
     rng = np.random.default_rng(seed)
     history = History()
