@@ -59,3 +59,24 @@ def test_outputs_are_ignored_only_for_timings(path):
         if "NBVAL_IGNORE_OUTPUT" in src or "nbval-ignore-output" in tags:
             assert "time" in src.lower(), f"output ignored in a cell that times nothing: {src[:60]}"
         assert "NBVAL_SKIP" not in src and "nbval-skip" not in tags
+
+
+def test_site_build_fails_on_a_stored_stderr_stream(tmp_path):
+    """The book's own _config.yml turns a stored stderr output into a failing `-W` build."""
+    import shutil
+    import subprocess
+    import sys
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+    cell = new_code_cell("print('hi')", execution_count=1)
+    cell.outputs = [new_output("stream", name="stderr", text="a TensorFlow log line\n")]
+    nbformat.write(new_notebook(cells=[new_markdown_cell("# Page"), cell]), tmp_path / "page.ipynb")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    done = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "stderr" in (done.stdout + done.stderr).lower()
