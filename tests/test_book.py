@@ -62,7 +62,8 @@ def test_outputs_are_ignored_only_for_timings(path):
 
 
 def test_site_build_fails_on_a_stored_stderr_stream(tmp_path):
-    """The book's own _config.yml turns a stored stderr output into a failing `-W` build."""
+    """The book's own _config.yml turns a stored stderr output into a failing `-W` build,
+    while the same notebook with a stdout stream builds cleanly."""
     import shutil
     import subprocess
     import sys
@@ -70,13 +71,21 @@ def test_site_build_fails_on_a_stored_stderr_stream(tmp_path):
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-    shutil.copy(ROOT / "_config.yml", tmp_path / "_config.yml")
-    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
-    cell = new_code_cell("print('hi')", execution_count=1)
-    cell.outputs = [new_output("stream", name="stderr", text="a TensorFlow log line\n")]
-    nbformat.write(new_notebook(cells=[new_markdown_cell("# Page"), cell]), tmp_path / "page.ipynb")
     jb = Path(sys.executable).with_name("jupyter-book")
-    done = subprocess.run([str(jb), "build", str(tmp_path), "-W", "-n", "--keep-going"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0
-    assert "stderr" in (done.stdout + done.stderr).lower()
+    results = {}
+    for stream in ("stdout", "stderr"):
+        book = tmp_path / stream
+        book.mkdir()
+        shutil.copy(ROOT / "_config.yml", book / "_config.yml")
+        (book / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+        cell = new_code_cell("print('hi')", execution_count=1)
+        cell.outputs = [new_output("stream", name=stream, text="a TensorFlow log line\n")]
+        nb = new_notebook(cells=[new_markdown_cell("# Page"), cell])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["language_info"] = {"name": "python"}
+        nbformat.write(nb, book / "page.ipynb")
+        results[stream] = subprocess.run([str(jb), "build", str(book), "-W", "-n", "--keep-going"],
+                                         capture_output=True, text=True, timeout=300)
+    assert results["stdout"].returncode == 0, results["stdout"].stdout[-2000:]
+    assert results["stderr"].returncode != 0
+    assert "stderr was found in the cell outputs" in results["stderr"].stdout + results["stderr"].stderr
