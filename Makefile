@@ -5,11 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 
-.PHONY: help venv book test notebooks lab clean
+SITE_JS  := site/node_modules/.installed
+MATHJAX  := site/static/mathjax/tex-mml-chtml.js
+
+.PHONY: help venv book site-assets test notebooks lab clean
 
 help:
 	@echo "make book       set up .venv, then build the site into _build/html"
-	@echo "make test       set up .venv, then run tests/ and nbval over every notebook"
+	@echo "make test       build the site, then run tests/ (browser tests of the site included) and nbval"
 	@echo "make notebooks  re-execute every notebook and store its outputs"
 	@echo "make lab        open the notebooks in JupyterLab"
 
@@ -23,10 +26,25 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
-book: $(STAMP)
+# The site's JavaScript from the npm registry, exact versions from site/package-lock.json:
+# MathJax (served by the site itself, so equations render offline) and axe-core (browser tests).
+$(SITE_JS): site/package.json site/package-lock.json
+	cd site && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(MATHJAX): $(SITE_JS)
+	rm -rf site/static/mathjax
+	mkdir -p site/static
+	cp -R site/node_modules/mathjax/es5 site/static/mathjax
+	touch $@
+
+site-assets: $(MATHJAX)
+
+book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-test: $(STAMP)
+# The site tests (tests/site/) open the built site in chromium, so the site is built first.
+test: book
 	$(BIN)/python -m pytest
 
 # Executes like nbval does (one kernel per notebook, top to bottom) and keeps
@@ -40,4 +58,4 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab book/
 
 clean:
-	rm -rf _build
+	rm -rf _build site/static
