@@ -1,0 +1,280 @@
+"""Read, write and re-estimate the population statistics of a model's BN layers.
+
+A *BN layer* is any layer with ``moving_mean`` and ``moving_variance`` weights:
+``keras.layers.BatchNormalization`` (with or without ``renorm``),
+:class:`bnhelpers.layers.MomentsBatchNorm` and
+:class:`bnhelpers.ghost.GhostBatchNormalization`. Layers are found recursively,
+so nested models and layers that contain BN layers work too.
+
+Statistics are returned as ``{layer.path: BNStatistics(mean, variance)}``: one
+float64 array of shape ``(C,)`` each, ``C`` being the size of the layer's
+``axis``; the *variance is biased* (divides by the number of values), which is
+what Keras 3 stores. ``layer.path`` is unique within a model, even when nested
+models reuse layer names.
+
+Two uses of :func:`estimate_bn_statistics`, which leaves the model untouched:
+
+- **PreciseBN** (Wu & Johnson 2021): after training, replace the exponential
+  moving averages by the statistics of the training data under the final
+  weights (:func:`precise_bn`).
+- **AdaBN** (Li et al. 2018): replace them by the statistics of unlabelled
+  data from a new domain (:func:`adabn`).
+
+:func:`precise_bn`, :func:`adabn` and :func:`set_bn_statistics` modify the
+model **in place**; they return the statistics they replaced, so
+``set_bn_statistics(model, old)`` undoes them.
+
+``upstream`` decides what feeds each BN layer while its statistics are measured:
+
+- ``"inference"`` (default): the model runs in inference mode and the layers are
+  re-estimated one after another, in the order the forward pass calls them, each
+  with the already re-estimated statistics of the layers before it. The result is
+  exactly the mean and variance of each layer's input in the recalibrated
+  inference network, and does not depend on ``batch_size``. It costs one pass
+  over the data per BN layer.
+- ``"train"``: one pass in training mode, so every BN layer normalizes with the
+  statistics of the current batch, as during training (this is how common
+  PreciseBN implementations collect statistics). The result depends on
+  ``batch_size``; dropout and other training-mode layers are active.
+
+Masked inputs and models whose BN layers run inside a ``tf.function`` of their
+own are not supported (the inputs are read eagerly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "BNStatistics",
+    "bn_layers",
+    "get_bn_statistics",
+    "set_bn_statistics",
+    "estimate_bn_statistics",
+    "precise_bn",
+    "adabn",
+]
+
+UPSTREAM_MODES = ("inference", "train")
+
+
+class BNStatistics(NamedTuple):
+    """Population statistics of one BN layer: ``mean`` and biased ``variance``, shape ``(C,)``."""
+
+    mean: np.ndarray
+    variance: np.ndarray
+
+
+def _is_bn(layer) -> bool:
+    return hasattr(layer, "moving_mean") and hasattr(layer, "moving_variance") and \
+        getattr(layer, "moving_mean", None) is not None
+
+
+def bn_layers(model) -> list:
+    """Every built BN layer inside ``model`` (recursively), without duplicates.
+
+    Raises ``TypeError`` for something that is not a Keras layer or model and
+    ``ValueError`` when it contains no built BN layer (build the model first,
+    e.g. by calling it once or creating it with ``keras.Input``).
+    """
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is None:
+        raise TypeError(f"expected a Keras model or layer, got {type(model).__name__}")
+    layers = [layer for layer in flatten(include_self=True, recursive=True) if _is_bn(layer)]
+    if not layers:
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} has no built batch-normalization layer "
+            "(a layer with moving_mean and moving_variance weights)")
+    return layers
+
+
+def _channel_axis(layer, rank: int) -> int:
+    axis = getattr(layer, "axis", -1)
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            raise ValueError(f"{layer.name}: only a single channel axis is supported, got {axis}")
+        axis = axis[0]
+    return int(axis) % rank
+
+
+def get_bn_statistics(model) -> dict[str, BNStatistics]:
+    """The current moving statistics of every BN layer, as float64 copies."""
+    return {layer.path: BNStatistics(np.array(layer.moving_mean.numpy(), dtype=np.float64),
+                                     np.array(layer.moving_variance.numpy(), dtype=np.float64))
+            for layer in bn_layers(model)}
+
+
+def set_bn_statistics(model, statistics: dict) -> None:
+    """Write ``{layer.path: (mean, variance)}`` into the model's BN layers, in place.
+
+    Every BN layer of the model must be present, with arrays of its shape and a
+    non-negative variance. Layers with ``renorm=True`` also get their
+    ``moving_stddev`` set to ``sqrt(variance + epsilon)``, which Keras keeps in step.
+    """
+    layers = {layer.path: layer for layer in bn_layers(model)}
+    missing, unknown = set(layers) - set(statistics), set(statistics) - set(layers)
+    if missing or unknown:
+        raise ValueError(f"statistics do not match the model's BN layers: missing {sorted(missing)}, "
+                         f"unknown {sorted(unknown)}")
+    checked = {}
+    for path, layer in layers.items():
+        mean, variance = (np.asarray(v, dtype=np.float64) for v in statistics[path])
+        shape = tuple(layer.moving_mean.shape)
+        if mean.shape != shape or variance.shape != shape:
+            raise ValueError(f"{path}: expected mean and variance of shape {shape}, "
+                             f"got {mean.shape} and {variance.shape}")
+        if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(variance))) or np.any(variance < 0):
+            raise ValueError(f"{path}: statistics must be finite and the variance non-negative")
+        checked[path] = (mean, variance)
+    for path, (mean, variance) in checked.items():
+        layer = layers[path]
+        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+        if getattr(layer, "renorm", False) and getattr(layer, "moving_stddev", None) is not None:
+            layer.moving_stddev.assign(np.sqrt(variance + layer.epsilon).astype(layer.moving_stddev.dtype))
+
+
+class _Accumulator:
+    """Count, mean and sum of squared deviations per channel, merged batch by batch (Chan et al.)."""
+
+    def __init__(self):
+        self.count, self.mean, self.m2 = 0, None, None
+
+    def add(self, x: np.ndarray, axis: int) -> None:
+        values = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
+        values = values.reshape(-1, values.shape[-1])
+        n = values.shape[0]
+        if n == 0:
+            return
+        mean = values.mean(axis=0)
+        m2 = ((values - mean) ** 2).sum(axis=0)
+        if self.count == 0:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
+        self.count = total
+
+    def result(self) -> BNStatistics:
+        return BNStatistics(self.mean, self.m2 / self.count)
+
+
+def _batches(data, batch_size: int) -> Iterable:
+    """Yield model inputs: slices of an array/tensor, or the elements of a ``tf.data.Dataset``
+    (for a tuple element ``(x, y[, w])`` only ``x``)."""
+    import tensorflow as tf
+
+    if isinstance(data, tf.data.Dataset):
+        for element in data:
+            yield element[0] if isinstance(element, tuple) else element
+        return
+    if isinstance(data, (np.ndarray, tf.Tensor)):
+        if data.shape[0] == 0:
+            raise ValueError("data is empty")
+        for start in range(0, int(data.shape[0]), batch_size):
+            yield data[start:start + batch_size]
+        return
+    raise TypeError(f"data must be a NumPy array, a tensor or a tf.data.Dataset, got {type(data).__name__}")
+
+
+@contextlib.contextmanager
+def _recording(layers, record, training_override=None):
+    """Replace each layer's ``call`` by one that hands its input to ``record(layer, x)`` first."""
+
+    def wrap(layer, original):
+        def call(inputs, training=None, mask=None):
+            if mask is not None:
+                raise ValueError(f"{layer.name}: masked inputs are not supported")
+            if not hasattr(inputs, "numpy"):
+                raise ValueError(f"{layer.name}: inputs must be eager tensors; call the model eagerly")
+            record(layer, inputs.numpy())
+            mode = training if training_override is None else training_override
+            return original(inputs, training=mode)
+        return call
+
+    for layer in layers:
+        layer.call = wrap(layer, layer.call)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.call
+
+
+def _state(layers) -> list:
+    return [(v, v.numpy().copy()) for layer in layers for v in layer.non_trainable_variables]
+
+
+def estimate_bn_statistics(model, data, *, batch_size: int = 256,
+                           upstream: str = "inference") -> dict[str, BNStatistics]:
+    """Mean and biased variance of every BN layer's input over ``data``; the model is left unchanged.
+
+    ``data``: inputs only, as a NumPy array or tensor ``(N, ...)`` cut into
+    batches of ``batch_size``, or a ``tf.data.Dataset`` of batches (``(x, y)``
+    elements are accepted; ``y`` is ignored). A dataset is iterated once per BN
+    layer with ``upstream="inference"``, so it must be re-iterable and
+    deterministic. See the module docstring for ``upstream``. Returns
+    ``{layer.path: BNStatistics}`` for :func:`set_bn_statistics`.
+    """
+    if upstream not in UPSTREAM_MODES:
+        raise ValueError(f"upstream must be one of {UPSTREAM_MODES}, got {upstream!r}")
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    layers = bn_layers(model)
+    saved_state = _state(layers)
+    accumulators = {layer.path: _Accumulator() for layer in layers}
+
+    def record_into(paths):
+        def record(layer, x):
+            if layer.path in paths:
+                accumulators[layer.path].add(x, _channel_axis(layer, x.ndim))
+        return record
+
+    try:
+        if upstream == "train":
+            with _recording(layers, record_into(set(accumulators))):
+                for batch in _batches(data, batch_size):
+                    model(batch, training=True)
+        else:
+            order = []
+            probe = next(iter(_batches(data, batch_size)))
+            with _recording(layers, lambda layer, x: order.append(layer.path), training_override=False):
+                model(probe, training=False)
+            order = list(dict.fromkeys(order))
+            uncalled = set(accumulators) - set(order)
+            if uncalled:
+                raise ValueError(f"these BN layers are not called by the forward pass: {sorted(uncalled)}")
+            for path in order:
+                with _recording(layers, record_into({path}), training_override=False):
+                    for batch in _batches(data, batch_size):
+                        model(batch, training=False)
+                current = get_bn_statistics(model)
+                current[path] = accumulators[path].result()
+                set_bn_statistics(model, current)
+        empty = sorted(path for path, acc in accumulators.items() if acc.count == 0)
+        if empty:
+            raise ValueError(f"these BN layers saw no data: {empty}")
+        result = {path: acc.result() for path, acc in accumulators.items()}
+    finally:
+        for variable, value in saved_state:
+            variable.assign(value)
+    return result
+
+
+def precise_bn(model, data, *, batch_size: int = 256, upstream: str = "inference") -> dict[str, BNStatistics]:
+    """PreciseBN, **in place**: set every BN layer's statistics to those of ``data`` (the training
+    inputs) under the current weights. Returns the replaced statistics."""
+    old = get_bn_statistics(model)
+    set_bn_statistics(model, estimate_bn_statistics(model, data, batch_size=batch_size, upstream=upstream))
+    return old
+
+
+def adabn(model, target_data, *, batch_size: int = 256, upstream: str = "inference") -> dict[str, BNStatistics]:
+    """AdaBN, **in place**: set every BN layer's statistics to those of unlabelled inputs from the
+    target domain. Returns the replaced statistics."""
+    return precise_bn(model, target_data, batch_size=batch_size, upstream=upstream)

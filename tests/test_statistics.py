@@ -1,0 +1,186 @@
+"""bnhelpers.statistics: reading, writing and re-estimating BN population statistics."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bnhelpers.layers import MomentsBatchNorm
+from bnhelpers.statistics import (BNStatistics, adabn, bn_layers, estimate_bn_statistics,
+                                  get_bn_statistics, precise_bn, set_bn_statistics)
+
+
+def _mlp(seed=0, bn=keras.layers.BatchNormalization):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((5,))
+    h = keras.layers.Dense(6)(inputs)
+    h = bn(name="bn_a")(h)
+    h = keras.layers.Activation("tanh")(h)
+    h = keras.layers.Dense(4)(h)
+    h = bn(name="bn_b")(h)
+    return keras.Model(inputs, keras.layers.Dense(2)(h))
+
+
+def _data(n=37, seed=1, shift=3.0):
+    return (np.random.default_rng(seed).normal(shift, 2.0, (n, 5))).astype("float32")
+
+
+def _input_of(model, name, x):
+    return keras.Model(model.input, model.get_layer(name).input)(x, training=False).numpy()
+
+
+def _trained(model, x, steps=3):
+    for _ in range(steps):
+        model(x, training=True)  # moves the moving statistics away from 0 / 1
+    return model
+
+
+def test_bn_layers_finds_nested_and_custom_layers():
+    inner = keras.Sequential([keras.Input((3,)), MomentsBatchNorm(name="inner_bn")], name="inner")
+    inputs = keras.Input((3,))
+    outer = keras.Model(inputs, keras.layers.BatchNormalization(name="outer_bn")(inner(inputs)))
+    paths = {layer.path for layer in bn_layers(outer)}
+    assert paths == {"inner/inner_bn", "outer_bn"}
+    with pytest.raises(ValueError, match="no built"):
+        bn_layers(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+    with pytest.raises(TypeError):
+        bn_layers(np.zeros(3))
+
+
+def test_get_and_set_round_trip():
+    model = _trained(_mlp(), _data())
+    stats = get_bn_statistics(model)
+    assert set(stats) == {"bn_a", "bn_b"} and isinstance(stats["bn_a"], BNStatistics)
+    new = {k: BNStatistics(v.mean + 1.0, v.variance * 2.0) for k, v in stats.items()}
+    set_bn_statistics(model, new)
+    for k, v in get_bn_statistics(model).items():
+        np.testing.assert_allclose(v.mean, new[k].mean, rtol=1e-6)
+        np.testing.assert_allclose(v.variance, new[k].variance, rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda s: {"bn_a": s["bn_a"]}, "missing"),
+    (lambda s: {**s, "nope": s["bn_a"]}, "unknown"),
+    (lambda s: {**s, "bn_a": (np.zeros(3), np.ones(3))}, "shape"),
+    (lambda s: {**s, "bn_a": (s["bn_a"].mean, -np.ones(6))}, "non-negative"),
+    (lambda s: {**s, "bn_a": (s["bn_a"].mean * np.nan, s["bn_a"].variance)}, "finite"),
+])
+def test_set_rejects_bad_statistics_and_changes_nothing(bad, match):
+    model = _mlp()
+    before = get_bn_statistics(model)
+    with pytest.raises(ValueError, match=match):
+        set_bn_statistics(model, bad(before))
+    after = get_bn_statistics(model)
+    assert all(np.array_equal(after[k].mean, before[k].mean) for k in before)
+
+
+@pytest.mark.parametrize("bn", [keras.layers.BatchNormalization, MomentsBatchNorm])
+def test_inference_upstream_gives_exact_population_statistics(bn):
+    model = _trained(_mlp(bn=bn), _data(seed=5))
+    x = _data(n=37)
+    before = get_bn_statistics(model)
+    weights = [w.copy() for w in model.get_weights()]
+    est = estimate_bn_statistics(model, x, batch_size=8)
+    # the model is untouched
+    for w0, w1 in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+    # layer a sees Dense(x): its statistics are those of that input over all 37 examples
+    xa = _input_of(model, "bn_a", x)
+    np.testing.assert_allclose(est["bn_a"].mean, xa.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(est["bn_a"].variance, xa.var(axis=0), rtol=1e-5, atol=1e-6)
+    # layer b's input is computed with layer a already recalibrated
+    set_bn_statistics(model, est)
+    xb = _input_of(model, "bn_b", x)
+    np.testing.assert_allclose(est["bn_b"].mean, xb.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(est["bn_b"].variance, xb.var(axis=0), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(before["bn_a"].mean, est["bn_a"].mean)
+
+
+def test_inference_upstream_does_not_depend_on_batch_size():
+    model = _trained(_mlp(), _data(seed=2))
+    x = _data(n=50)
+    a = estimate_bn_statistics(model, x, batch_size=1)
+    b = estimate_bn_statistics(model, x, batch_size=50)
+    c = estimate_bn_statistics(model, tf.data.Dataset.from_tensor_slices((x, np.zeros(50))).batch(7))
+    for k in a:
+        for other in (b, c):
+            np.testing.assert_allclose(a[k].mean, other[k].mean, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a[k].variance, other[k].variance, rtol=1e-4, atol=1e-6)
+
+
+def test_train_upstream_uses_batch_statistics_upstream():
+    model = _trained(_mlp(), _data(seed=3))
+    x = _data(n=40)
+    est = estimate_bn_statistics(model, x, batch_size=40, upstream="train")
+    # one batch: layer b's input is what training mode feeds it for that batch
+    xb = keras.Model(model.input, model.get_layer("bn_b").input)
+    before = get_bn_statistics(model)
+    fed = xb(x, training=True).numpy()
+    set_bn_statistics(model, before)  # training=True above moved bn_a's statistics
+    np.testing.assert_allclose(est["bn_b"].mean, fed.mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(est["bn_b"].variance, fed.var(axis=0), rtol=1e-5, atol=1e-6)
+    # with batch size 1 every BN output upstream is beta: layer b sees a constant
+    est1 = estimate_bn_statistics(model, x, batch_size=1, upstream="train")
+    np.testing.assert_allclose(est1["bn_b"].variance, 0.0, atol=1e-10)
+    after = get_bn_statistics(model)
+    assert all(np.array_equal(after[k].mean, before[k].mean) for k in before)
+
+
+def test_conv_statistics_are_per_channel_and_channels_first_works():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(2.0, 3.0, (6, 3, 4, 4)).astype("float32")  # NCHW
+    inputs = keras.Input((3, 4, 4))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(axis=1, name="bn")(inputs))
+    est = estimate_bn_statistics(model, x, batch_size=4)
+    np.testing.assert_allclose(est["bn"].mean, x.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(est["bn"].variance, x.var(axis=(0, 2, 3)), rtol=1e-5)
+
+
+def test_renorm_layers_and_frozen_layers():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,))
+    renorm = keras.layers.BatchNormalization(renorm=True, name="renorm")
+    frozen = keras.layers.BatchNormalization(name="frozen")
+    model = keras.Model(inputs, frozen(renorm(inputs)))
+    frozen.trainable = False
+    x = np.random.default_rng(0).normal(5.0, 2.0, (30, 3)).astype("float32")
+    saved = {v.name: v.numpy().copy() for v in renorm.non_trainable_variables}
+    old = precise_bn(model, x, batch_size=7)
+    np.testing.assert_allclose(renorm.moving_mean.numpy(), x.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(renorm.moving_stddev.numpy(), np.sqrt(x.var(axis=0) + 1e-3), rtol=1e-5)
+    np.testing.assert_array_equal(renorm.renorm_mean.numpy(), saved["renorm_mean"])  # restored
+    assert frozen.trainable is False and np.any(frozen.moving_mean.numpy() != 0)
+    assert np.all(old["frozen"].mean == 0)
+
+
+def test_adabn_repairs_a_shifted_domain_and_can_be_undone():
+    model = _trained(_mlp(), _data(seed=4, shift=0.0), steps=300)
+    target = _data(n=200, seed=6, shift=3.0)
+    old = adabn(model, target, batch_size=64)
+    out = keras.Model(model.input, model.get_layer("bn_a").output)(target, training=False).numpy()
+    np.testing.assert_allclose(out.mean(axis=0), model.get_layer("bn_a").beta.numpy(), atol=1e-4)
+    set_bn_statistics(model, old)
+    np.testing.assert_array_equal(get_bn_statistics(model)["bn_a"].mean, old["bn_a"].mean)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"batch_size": 0}, ValueError), ({"batch_size": 2.5}, ValueError),
+    ({"upstream": "eval"}, ValueError), ({"data": [[1.0] * 5]}, TypeError),
+    ({"data": np.zeros((0, 5), "float32")}, ValueError),
+])
+def test_estimate_checks_its_arguments(kwargs, error):
+    model = _mlp()
+    args = {"data": _data(), **kwargs}
+    data = args.pop("data")
+    with pytest.raises(error):
+        estimate_bn_statistics(model, data, **args)
+
+
+def test_an_uncalled_bn_layer_is_an_error():
+    inputs = keras.Input((3,))
+    unused = keras.layers.BatchNormalization(name="unused")
+    unused.build((None, 3))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="used")(inputs))
+    model.unused = unused
+    with pytest.raises(ValueError, match="not called"):
+        estimate_bn_statistics(model, _data()[:, :3])
