@@ -1,0 +1,97 @@
+"""Shared by the site tests: where things are, the table of contents, and a page's log."""
+
+import contextlib
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import yaml
+
+# The pages of the table of contents in reading order (source paths without suffix),
+# as tests/test_book.py reads them.
+from test_book import toc_files as toc_pages  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "_build" / "html"
+AXE_JS = ROOT / "site" / "node_modules" / "axe-core" / "axe.min.js"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+INSTALL_HINT = (
+    "Debian's chromium is not installed, so the browser tests of the site are skipped. "
+    "Install it with `sudo apt-get install -y chromium` (CI's .ci/run does); "
+    "never `playwright install`."
+)
+
+# Filled by the tests, printed at the end of the run (what the browser actually checked).
+STATS = {"pages": 0, "images": 0, "equations": 0, "screenshots": [], "theme_a11y": {}}
+
+
+def source_of(page):
+    """The source file of a table-of-contents page (.ipynb or .md)."""
+    for ext in (".ipynb", ".md"):
+        if (ROOT / f"{page}{ext}").exists():
+            return ROOT / f"{page}{ext}"
+    raise FileNotFoundError(page)
+
+
+def book_config():
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+class PageLog:
+    """What one page did in the browser: console errors, uncaught exceptions, requests."""
+
+    def __init__(self, base):
+        self.base = base
+        self.errors, self.foreign, self.failed = [], [], []
+
+    def attach(self, page):
+        page.on("console", self._console)
+        page.on("pageerror", lambda exc: self.errors.append(f"uncaught exception: {exc}"))
+        page.on("requestfailed", lambda req: self.failed.append(f"{req.url}: {req.failure}"))
+        page.on("response", self._response)
+
+    def _console(self, msg):
+        if msg.type == "error":
+            self.errors.append(f"{msg.text} (at {msg.location.get('url')})")
+
+    def _response(self, response):
+        if response.status >= 400:
+            self.failed.append(f"{response.url}: HTTP {response.status}")
+
+    def route(self, route):
+        """Let requests to the local server through; record and block every other one."""
+        if route.request.url.startswith(self.base):
+            route.continue_()
+        else:
+            self.foreign.append(route.request.url)
+            route.abort()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the browser closing a connection early is not a site error
+
+
+@contextlib.contextmanager
+def serve(directory):
+    """Serve `directory` on 127.0.0.1 (an ephemeral port); yields the base URL."""
+    httpd = _QuietServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
