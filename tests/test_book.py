@@ -77,6 +77,7 @@ def test_site_build_fails_on_a_stored_stderr_stream(tmp_path):
         book = tmp_path / stream
         book.mkdir()
         shutil.copy(ROOT / "_config.yml", book / "_config.yml")
+        (book / "site").symlink_to(ROOT / "site", target_is_directory=True)  # the config's extension and MathJax
         (book / "_toc.yml").write_text("format: jb-book\nroot: page\n")
         cell = new_code_cell("print('hi')", execution_count=1)
         cell.outputs = [new_output("stream", name=stream, text="a TensorFlow log line\n")]
