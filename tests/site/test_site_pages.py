@@ -129,7 +129,8 @@ def test_page_as_a_reader_sees_it(page, page_and_log, server, axe_js, tmp_path):
     tab, log = page_and_log
     shot = tmp_path / f"{page.replace('/', '_')}.png"
     problems, seen = check_page(tab, log, f"{server}{page}.html", axe_js, shot)
-    assert {kind: found for kind, found in problems.items() if found} == {}
+    found = {kind: items for kind, items in problems.items() if items}
+    assert found == {}, "\n".join(f"{kind}:\n  " + "\n  ".join(map(str, items)) for kind, items in found.items())
     if MATH_IN_SOURCE.search(source_text(page)):
         assert seen["math"] > 0, "the source has math but the page has no equations"
     assert shot.stat().st_size > 0
