@@ -20,6 +20,10 @@ Two uses of :func:`estimate_bn_statistics`, which leaves the model untouched:
 - **AdaBN** (Li et al. 2018): replace them by the statistics of unlabelled
   data from a new domain (:func:`adabn`).
 
+:func:`predict_with_batch_statistics` predicts in training mode (every batch
+normalized with its own statistics) and then restores the moving statistics
+that such calls overwrite.
+
 :func:`precise_bn`, :func:`adabn` and :func:`set_bn_statistics` modify the
 model **in place**; they return the statistics they replaced, so
 ``set_bn_statistics(model, old)`` undoes them.
@@ -56,6 +60,7 @@ __all__ = [
     "estimate_bn_statistics",
     "precise_bn",
     "adabn",
+    "predict_with_batch_statistics",
 ]
 
 UPSTREAM_MODES = ("inference", "train")
@@ -278,3 +283,25 @@ def adabn(model, target_data, *, batch_size: int = 256, upstream: str = "inferen
     """AdaBN, **in place**: set every BN layer's statistics to those of unlabelled inputs from the
     target domain. Returns the replaced statistics."""
     return precise_bn(model, target_data, batch_size=batch_size, upstream=upstream)
+
+
+def predict_with_batch_statistics(model, x, *, batch_size: int = 32) -> np.ndarray:
+    """``model(batch, training=True)`` for consecutive batches of ``x``, concatenated; the model is left unchanged.
+
+    Every BN layer normalizes each batch with that batch's own statistics (so a
+    prediction depends on the other examples in its batch, and on ``batch_size``).
+    The whole model runs in training mode (dropout included); the moving
+    statistics that the calls update are restored afterwards.
+    """
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    import tensorflow as tf
+
+    saved_state = _state(bn_layers(model))
+    forward = tf.function(lambda batch: model(batch, training=True), reduce_retracing=True)
+    try:
+        outputs = [np.asarray(forward(batch)) for batch in _batches(x, batch_size)]
+    finally:
+        for variable, value in saved_state:
+            variable.assign(value)
+    return np.concatenate(outputs)

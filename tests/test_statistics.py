@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from bnhelpers.layers import MomentsBatchNorm
 from bnhelpers.statistics import (BNStatistics, adabn, bn_layers, estimate_bn_statistics,
-                                  get_bn_statistics, precise_bn, set_bn_statistics)
+                                  get_bn_statistics, precise_bn, predict_with_batch_statistics,
+                                  set_bn_statistics)
 
 
 def _mlp(seed=0, bn=keras.layers.BatchNormalization):
@@ -184,3 +185,21 @@ def test_an_uncalled_bn_layer_is_an_error():
     model.unused = unused
     with pytest.raises(ValueError, match="not called"):
         estimate_bn_statistics(model, _data()[:, :3])
+
+
+def test_predict_with_batch_statistics_normalizes_each_batch_and_restores_the_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(inputs))
+    x = np.random.default_rng(0).normal(5.0, 2.0, (10, 2)).astype("float32")
+    before = get_bn_statistics(model)
+    y = predict_with_batch_statistics(model, x, batch_size=4)
+    assert y.shape == (10, 2)
+    for start in (0, 4, 8):
+        chunk = x[start:start + 4]
+        expected = (chunk - chunk.mean(0)) / np.sqrt(chunk.var(0) + 1e-3)
+        np.testing.assert_allclose(y[start:start + 4], expected, atol=1e-4)
+    after = get_bn_statistics(model)
+    assert all(np.array_equal(after[k].mean, before[k].mean) for k in before)
+    with pytest.raises(ValueError):
+        predict_with_batch_statistics(model, x, batch_size=0)
