@@ -35,8 +35,8 @@ def server(site):
 def browser():
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
-            pytest.fail(f"CI must run the browser tests: {INSTALL_HINT}")
-        pytest.skip(INSTALL_HINT)
+            pytest.fail(f"CI must run the browser tests of the site. {INSTALL_HINT}")
+        pytest.skip(f"browser tests of the site skipped. {INSTALL_HINT}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

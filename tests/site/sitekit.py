@@ -21,9 +21,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
 INSTALL_HINT = (
-    "Debian's chromium is not installed, so the browser tests of the site are skipped. "
-    "Install it with `sudo apt-get install -y chromium` (CI's .ci/run does); "
-    "never `playwright install`."
+    f"Debian's chromium is not installed ({CHROMIUM}): install it with `sudo apt-get install -y chromium` "
+    "(CI's .ci/run does); never `playwright install`, which downloads a browser"
 )
 
 # Filled by the tests, printed at the end of the run (what the browser actually checked).
