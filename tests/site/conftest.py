@@ -7,13 +7,20 @@ chromium, driven by Playwright (never `playwright install`: it downloads a brows
 import os
 
 import pytest
-from sitekit import AXE_JS, CHROMIUM, CHROMIUM_ARGS, INSTALL_HINT, SITE, STATS, PageLog, serve
+from sitekit import AXE_JS, CHROMIUM, CHROMIUM_ARGS, INSTALL_HINT, SITE, STATS, PageLog, serve, source_of, toc_pages
 
 
 @pytest.fixture(scope="session")
 def site():
     if not (SITE / "index.html").exists():
         pytest.fail("no built site in _build/html: run `make book` (`make test` builds it first)")
+    stale = [
+        page for page in toc_pages()
+        if not (SITE / f"{page}.html").exists()
+        or (SITE / f"{page}.html").stat().st_mtime < source_of(page).stat().st_mtime
+    ]
+    if stale:
+        pytest.fail(f"_build/html is older than {', '.join(stale)}: run `make book` (`make test` builds it first)")
     return SITE
 
 

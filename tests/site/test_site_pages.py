@@ -51,7 +51,8 @@ AXE_JS_RUN = """async () => {
   const result = await axe.run(document, {resultTypes: ['violations']});
   return result.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => {
     const el = document.querySelector(n.target[0]);
-    return {target: n.target.join(' '), html: n.html.slice(0, 200), own: !!(el && el.closest('article.bd-article'))};
+    const html = el ? el.outerHTML : n.html;
+    return {target: n.target.join(' '), html: html.slice(0, 300), own: !!(el && el.closest('article.bd-article'))};
   })}));
 }"""
 
@@ -65,6 +66,8 @@ THEME_VIOLATIONS = (
     ("label-content-name-mismatch", "theme-switch-button"),
     # The book title at the top of the left sidebar is outside every landmark.
     ("region", "sidebar-primary-item"),
+    # The left sidebar's expand/collapse toggle of a chapter with section pages: an icon-only <summary>.
+    ("summary-name", "toctree-toggle"),
 )
 
 MATH_IN_SOURCE = re.compile(r"\$[^$\n]+\$|\\begin\{")
