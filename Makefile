@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 SITE_JS  := site/node_modules/.installed
 MATHJAX  := site/static/mathjax/tex-mml-chtml.js
 
-.PHONY: help venv book site-assets test notebooks lab clean
+.PHONY: help venv book site-assets test notebooks lab clean bench
 
 help:
 	@echo "make book       set up .venv, then build the site into _build/html"
@@ -56,6 +56,10 @@ notebooks: $(STAMP)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab book/
+
+# Times BN variants against a copy (minutes); not part of `make test`. ARGS=--quick for a short run.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bn_speed.py $(ARGS)
 
 clean:
 	rm -rf _build site/static
