@@ -19,15 +19,16 @@ SETTLE_JS = """async () => {
   await document.fonts.ready;
 }"""
 
-# What a reader sees. Raw TeX delimiters are looked for in visible text outside code:
-# text MathJax did not typeset still shows `$$`, `\\(`, `\\[`, `\\begin{` or `$x$`.
+# What a reader sees. Raw TeX is looked for in visible text outside code: text MathJax did
+# not typeset still shows `$$`, `\\(`, `\\[`, `$x$` or a command such as `\\epsilon` (as in a
+# cross-reference whose link text is a heading with math in it).
 INSPECT_JS = r"""async () => {
   const images = [...document.images];
   await Promise.all(images.map(img => { img.loading = 'eager'; return img.decode().catch(() => null); }));
   const math = [...document.querySelectorAll('.math')];
   const raw = [];
   const notText = 'pre, code, script, style, textarea, mjx-container, .highlight';
-  const delimiters = /\$\$|\\\(|\\\)|\\\[|\\\]|\\begin\{|\$[^\s$][^$]*\$/;
+  const delimiters = /\$\$|\\\(|\\\)|\\\[|\\\]|\\[A-Za-z]{2,}|\$[^\s$][^$]*\$/;
   const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
   while (walker.nextNode()) {
     const node = walker.currentNode;
