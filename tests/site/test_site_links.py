@@ -1,16 +1,20 @@
-"""Internal links of the built site: LinkChecker, offline, on every page and anchor.
+"""Internal links of the built site: LinkChecker (offline) from every page, and every anchor.
 
-Every <a>, <img>, <script> and <link> that points inside the site must resolve (anchors
-included); links to other sites are not followed (checkextern=0), so this runs offline.
+Every <a>, <img>, <script> and <link> that points inside the site must resolve; links to
+other sites are not followed (checkextern=0), so this runs offline. Every `page.html#id`
+link must find an element with that id.
 """
 
 import csv
+import posixpath
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
+from bs4 import BeautifulSoup
 from sitekit import SITE, toc_pages
 
 LINKCHECKER = Path(sys.executable).with_name("linkchecker")
@@ -54,17 +58,43 @@ def test_site_has_no_broken_internal_links_or_missing_images(site):
     assert checked > 10 * len(toc_pages())
 
 
-def test_linkcheck_catches_broken_links_anchors_and_images(tmp_path):
-    """Control: a page with a broken link, a missing anchor and a missing image fails."""
-    broken = tmp_path / "broken"
-    broken.mkdir()
-    (broken / "index.html").write_text(
+def missing_anchors(site_dir):
+    """Links `page.html#id` (or `#id`) between the site's pages whose target has no such id."""
+    pages = {path.relative_to(site_dir).as_posix(): path for path in site_dir.rglob("*.html")}
+    soups = {name: BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser") for name, path in pages.items()}
+    ids = {name: {el["id"] for el in soup.select("[id]")} | {el["name"] for el in soup.select("a[name]")}
+           for name, soup in soups.items()}
+    missing = []
+    for name, soup in soups.items():
+        for link in soup.select("a[href]"):
+            url = urlparse(link["href"])
+            if url.scheme or url.netloc or not url.fragment:
+                continue
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), unquote(url.path))) if url.path else name
+            if target in ids and unquote(url.fragment) not in ids[target]:
+                missing.append(f"{name}: {link['href']}")
+    return missing
+
+
+def test_every_internal_anchor_exists(site):
+    assert missing_anchors(site) == []
+
+
+def write_broken_site(folder):
+    folder.mkdir()
+    (folder / "index.html").write_text(
         '<html><body><p id="here">x</p><a href="other.html#nowhere">a</a><a href="gone.html">b</a>'
-        '<a href="#here">c</a><img src="missing.png" alt="m"><a href="https://example.invalid/">d</a></body></html>'
+        '<a href="#here">c</a><a href="other.html#there">d</a><img src="missing.png" alt="m">'
+        '<a href="https://example.invalid/">e</a></body></html>'
     )
-    (broken / "other.html").write_text('<html><body><p id="there">y</p></body></html>')
+    (folder / "other.html").write_text('<html><body><p id="there">y</p></body></html>')
+    return folder
+
+
+def test_link_checks_catch_broken_links_anchors_and_images(tmp_path):
+    """Control: a page with a broken link, a missing image and a missing anchor fails."""
+    broken = write_broken_site(tmp_path / "broken")
     _, problems = linkcheck(broken, ["index.html"])
-    assert len(problems) == 3
-    assert {("gone.html" in p, "missing.png" in p, "nowhere" in p) for p in problems} == {
-        (True, False, False), (False, True, False), (False, False, True)
-    }
+    assert len(problems) == 2
+    assert {("gone.html" in p, "missing.png" in p) for p in problems} == {(True, False), (False, True)}
+    assert missing_anchors(broken) == ["index.html: other.html#nowhere"]
