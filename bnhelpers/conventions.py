@@ -59,13 +59,16 @@ def _check_momentum(momentum, name="momentum"):
 
 
 def keras_to_torch_momentum(momentum: float) -> float:
-    """Keras ``momentum`` (weight of the old average) -> PyTorch ``momentum`` (weight of the new batch)."""
-    return 1.0 - _check_momentum(momentum)
+    """Keras ``momentum`` (weight of the old average) -> PyTorch ``momentum`` (weight of the new batch).
+
+    ``1 - momentum``, rounded to 12 decimals so that 0.99 gives 0.01, not 0.010000000000000009.
+    """
+    return round(1.0 - _check_momentum(momentum), 12)
 
 
 def torch_to_keras_momentum(momentum: float) -> float:
-    """PyTorch ``momentum`` -> Keras ``momentum``; the map is its own inverse."""
-    return 1.0 - _check_momentum(momentum)
+    """PyTorch ``momentum`` -> Keras ``momentum``; the map is its own inverse (up to the rounding)."""
+    return round(1.0 - _check_momentum(momentum), 12)
 
 
 def _check_count(count):

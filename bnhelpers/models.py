@@ -67,14 +67,23 @@ def build_mlp(
     return keras.Model(inputs, outputs, name=name or f"mlp_{bn or 'nobn'}_{activation}")
 
 
-def compile_classifier(model: keras.Model, optimizer: str = "sgd", learning_rate: float = 0.1) -> keras.Model:
-    """Compile for integer labels and logits: sparse cross-entropy, accuracy metric."""
+def compile_classifier(model: keras.Model, optimizer: str = "sgd", learning_rate: float = 0.1,
+                       steps_per_execution: int = 1) -> keras.Model:
+    """Compile for integer labels and logits: sparse cross-entropy, accuracy metric.
+
+    ``steps_per_execution > 1`` runs that many training steps per call of the
+    compiled function: the same result, faster for small models (batch-level
+    callbacks then run once per call, not once per step).
+    """
     optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
     if optimizer not in optimizers:
         raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {optimizer!r}")
+    if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or steps_per_execution < 1:
+        raise ValueError(f"steps_per_execution must be a positive int, got {steps_per_execution!r}")
     model.compile(
         optimizer=optimizers[optimizer](learning_rate=learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
     return model

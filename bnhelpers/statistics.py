@@ -16,7 +16,8 @@ Two uses of :func:`estimate_bn_statistics`, which leaves the model untouched:
 
 - **PreciseBN** (Wu & Johnson 2021): after training, replace the exponential
   moving averages by the statistics of the training data under the final
-  weights (:func:`precise_bn`).
+  weights (:func:`precise_bn`). The old statistics are not used, so this also
+  repairs moving statistics that went NaN.
 - **AdaBN** (Li et al. 2018): replace them by the statistics of unlabelled
   data from a new domain (:func:`adabn`).
 
@@ -135,11 +136,14 @@ def set_bn_statistics(model, statistics: dict) -> None:
             raise ValueError(f"{path}: statistics must be finite and the variance non-negative")
         checked[path] = (mean, variance)
     for path, (mean, variance) in checked.items():
-        layer = layers[path]
-        layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
-        layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
-        if getattr(layer, "renorm", False) and getattr(layer, "moving_stddev", None) is not None:
-            layer.moving_stddev.assign(np.sqrt(variance + layer.epsilon).astype(layer.moving_stddev.dtype))
+        _assign(layers[path], mean, variance)
+
+
+def _assign(layer, mean: np.ndarray, variance: np.ndarray) -> None:
+    layer.moving_mean.assign(mean.astype(layer.moving_mean.dtype))
+    layer.moving_variance.assign(variance.astype(layer.moving_variance.dtype))
+    if getattr(layer, "renorm", False) and getattr(layer, "moving_stddev", None) is not None:
+        layer.moving_stddev.assign(np.sqrt(variance + layer.epsilon).astype(layer.moving_stddev.dtype))
 
 
 class _Accumulator:
@@ -258,9 +262,8 @@ def estimate_bn_statistics(model, data, *, batch_size: int = 256,
                 with _recording(layers, record_into({path}), training_override=False):
                     for batch in _batches(data, batch_size):
                         model(batch, training=False)
-                current = get_bn_statistics(model)
-                current[path] = accumulators[path].result()
-                set_bn_statistics(model, current)
+                layer = next(layer for layer in layers if layer.path == path)
+                _assign(layer, *accumulators[path].result())   # later layers may still hold NaN
         empty = sorted(path for path, acc in accumulators.items() if acc.count == 0)
         if empty:
             raise ValueError(f"these BN layers saw no data: {empty}")

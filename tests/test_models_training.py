@@ -63,3 +63,17 @@ def test_training_checks_its_input():
         train(model, np.zeros((4, 4), "float32"), np.zeros(3), epochs=1, batch_size=2)
     with pytest.raises(ValueError, match="optimizer"):
         compile_classifier(model, optimizer="rmsprop")
+
+
+def test_compile_classifier_steps_per_execution_gives_the_same_training():
+    d = load_digits()
+    results = []
+    for spe in (1, 8):
+        keras.utils.set_random_seed(0)
+        model = compile_classifier(build_mlp(64, 10, (16,), bn="pre", seed=2), steps_per_execution=spe)
+        model.fit(d.x_train[:320], d.y_train[:320], batch_size=32, epochs=1, verbose=0, shuffle=False)
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError):
+        compile_classifier(build_mlp(4, 2, (3,)), steps_per_execution=0)

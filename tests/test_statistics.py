@@ -203,3 +203,16 @@ def test_predict_with_batch_statistics_normalizes_each_batch_and_restores_the_mo
     assert all(np.array_equal(after[k].mean, before[k].mean) for k in before)
     with pytest.raises(ValueError):
         predict_with_batch_statistics(model, x, batch_size=0)
+
+
+def test_precise_bn_repairs_nan_statistics():
+    model = _trained(_mlp(), _data(seed=7))
+    x = _data(n=30)
+    expected = estimate_bn_statistics(model, x)
+    for layer in bn_layers(model):
+        layer.moving_mean.assign(np.full(layer.moving_mean.shape, np.nan, "float32"))
+    assert np.all(np.isnan(model(x).numpy()))
+    precise_bn(model, x)
+    for k, v in get_bn_statistics(model).items():
+        np.testing.assert_allclose(v.mean, expected[k].mean, rtol=1e-5, atol=1e-6)
+    assert np.all(np.isfinite(model(x).numpy()))
