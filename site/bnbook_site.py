@@ -1,14 +1,21 @@
-"""Sphinx extension for the book's website: one accessibility fix to generated markup.
+"""Sphinx extension for the book's website: two fixes to what readers see.
 
-myst-nb writes the toggle of every ``hide-input`` code cell as
-``<summary aria-label="Toggle hidden content">`` around the visible text "Show code cell
-source". An accessible name that does not contain the visible label fails WCAG 2.5.3
-"Label in Name" (axe-core rule ``label-content-name-mismatch``): a speech-input user who
-says "click show code cell source" cannot reach the control. This extension writes the
-same markup without the ``aria-label``, so the control's name is the text it shows.
-tests/site/ runs axe-core on every page and fails if the mismatch comes back.
+1. myst-nb writes the toggle of every ``hide-input`` code cell as
+   ``<summary aria-label="Toggle hidden content">`` around the visible text "Show code cell
+   source". An accessible name that does not contain the visible label fails WCAG 2.5.3
+   "Label in Name" (axe-core rule ``label-content-name-mismatch``): a speech-input user who
+   says "click show code cell source" cannot reach the control. The same markup is written
+   here without the ``aria-label``, so the control's name is the text it shows.
+2. A ``{ref}`` to a heading with math in it gets the heading's plain text as its link text,
+   which shows the TeX source to the reader ("What \\epsilon does"). Such link text is
+   replaced by the heading itself, math included, so MathJax typesets it.
+
+tests/site/ opens every page in a browser and fails if either comes back.
 """
 
+import posixpath
+
+from docutils import nodes
 from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput, visit_HideCellInput
 
 _MISMATCHED_LABEL = ' aria-label="Toggle hidden content"'
@@ -20,7 +27,41 @@ def visit_hide_cell_input(self, node):
     self.body[start:] = [part.replace(_MISMATCHED_LABEL, "") for part in self.body[start:]]
 
 
+def _titles_with_math(env, docname, cache):
+    """{section id: title node} for the sections of `docname` whose title contains math."""
+    if docname not in cache:
+        titles = {}
+        if docname in env.all_docs:
+            for section in env.get_doctree(docname).findall(nodes.section):
+                title = section.next_node(nodes.title)
+                if title is not None and title.parent is section and any(title.findall(nodes.math)):
+                    titles.update({section_id: title for section_id in section["ids"]})
+        cache[docname] = titles
+    return cache[docname]
+
+
+def typeset_math_in_reference_text(app, doctree, docname):
+    suffix = app.builder.config.html_file_suffix or ".html"
+    cache = {}
+    for ref in list(doctree.findall(nodes.reference)):
+        text = ref.children[0] if len(ref.children) == 1 else None
+        if not ref.get("internal") or not isinstance(text, nodes.inline) or "std-ref" not in text["classes"]:
+            continue
+        if "refid" in ref:
+            target, anchor = docname, ref["refid"]
+        else:
+            path, _, anchor = ref.get("refuri", "").partition("#")
+            if path and not path.endswith(suffix):
+                continue
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(docname), path[: -len(suffix)])) if path else docname
+        title = _titles_with_math(app.env, target, cache).get(anchor)
+        if title is not None and title.astext() == text.astext():
+            text.children = []
+            text.extend(child.deepcopy() for child in title.children)
+
+
 def setup(app):
     app.setup_extension("myst_nb")  # override its HTML writer, so load it first
     app.add_node(HideCodeCellNode, override=True, html=(visit_hide_cell_input, depart_HideCellInput))
+    app.connect("doctree-resolved", typeset_math_in_reference_text)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -21,7 +21,7 @@ SETTLE_JS = """async () => {
 
 # What a reader sees. Raw TeX is looked for in visible text outside code: text MathJax did
 # not typeset still shows `$$`, `\\(`, `\\[`, `$x$` or a command such as `\\epsilon` (as in a
-# cross-reference whose link text is a heading with math in it).
+# cross-reference to a heading with math, unless site/bnbook_site.py typesets it).
 INSPECT_JS = r"""async () => {
   const images = [...document.images];
   await Promise.all(images.map(img => { img.loading = 'eager'; return img.decode().catch(() => null); }));
