@@ -24,13 +24,13 @@ __all__ = ["GradientDirectionProbe"]
 
 
 class GradientDirectionProbe:
-    """``probe(model) -> np.array([loss_range, grad_change, beta])`` at ``model``'s current weights.
+    """``probe(model) -> np.array([loss, grad_norm, loss_range, grad_change, beta])``, in ``FIELDS`` order.
 
     One probe serves one model (its loss and gradient are traced once).
     ``step_sizes``: positive floats, e.g. the paper's range 0.05 ... 0.4.
     """
 
-    FIELDS = ("loss_range", "grad_change", "beta")
+    FIELDS = ("loss", "grad_norm", "loss_range", "grad_change", "beta")
 
     def __init__(self, model, x, y, step_sizes=(0.05, 0.1, 0.2, 0.4)):
         import keras
@@ -59,8 +59,8 @@ class GradientDirectionProbe:
         self._loss_and_grad = loss_and_grad
 
     def measure(self) -> dict:
-        """All measurements as a dict: the three ``FIELDS`` plus ``loss`` (at ``w``),
-        ``grad_norm``, ``losses`` and ``grad_changes`` (one per step size)."""
+        """All measurements as a dict: the ``FIELDS`` (``loss`` and ``grad_norm`` at ``w``)
+        plus ``losses`` and ``grad_changes``, one per step size."""
         import tensorflow as tf
 
         weights = [v.value for v in self.model.trainable_variables]
