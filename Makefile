@@ -8,12 +8,13 @@ NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 SITE_JS  := site/node_modules/.installed
 MATHJAX  := site/static/mathjax/tex-mml-chtml.js
 
-.PHONY: help venv book site-assets test notebooks lab clean bench
+.PHONY: help venv book site-assets test notebooks portability lab clean bench
 
 help:
 	@echo "make book       set up .venv, then build the site into _build/html"
 	@echo "make test       build the site, then run tests/ (browser tests of the site included) and nbval"
 	@echo "make notebooks  re-execute every notebook and store its outputs"
+	@echo "make portability  nbval over every notebook as if on other CPUs (fakecpu profiles, round-off)"
 	@echo "make lab        open the notebooks in JupyterLab"
 
 # Reinstalls only when the pins or the package metadata change.
@@ -53,6 +54,12 @@ notebooks: $(STAMP)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=600 --ExecutePreprocessor.record_timing=False \
 	  $(NOTEBOOKS)
+
+# nbval once per CPU profile: this machine, each profile of ../shared/tools/fakecpu (SKIPPED, with the
+# reason, where this machine cannot emulate them) and `round-off` (every matmul off by one ulp; runs anywhere).
+# ARGS=--skip-this-machine after `make test`; ARGS="--only round-off" for one profile.
+portability: $(STAMP)
+	$(BIN)/python tests/portability/run.py $(ARGS)
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab book/

@@ -70,7 +70,7 @@ def fit_regression(model: keras.Model, x, y, *, steps: int, learning_rate: float
                    seed: int = 0) -> np.ndarray:
     """Train ``model`` on the mean squared error for ``steps`` steps; return the loss of each step.
 
-    ``x``, ``y``: ``(N, ...)`` float arrays. ``batch_size=None`` uses the whole set
+    ``x``, ``y``: ``(N, ...)`` float arrays (cast to ``keras.config.floatx()``). ``batch_size=None`` uses the whole set
     every step (seed 003); otherwise batches follow a permutation per pass drawn
     from ``seed``. Each loss is the training-mode loss of the step's batch,
     computed before its update (what ``fit`` reports). Non-finite losses are kept.
@@ -82,8 +82,8 @@ def fit_regression(model: keras.Model, x, y, *, steps: int, learning_rate: float
     optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
     if optimizer not in optimizers:
         raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {optimizer!r}")
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y, np.float32)
+    x = np.asarray(x, keras.config.floatx())
+    y = np.asarray(y, keras.config.floatx())
     if len(x) != len(y):
         raise ValueError(f"x and y disagree in length: {len(x)} vs {len(y)}")
     n = len(x)
@@ -121,8 +121,8 @@ def refresh_statistics(model: keras.Model, x, y, *, batch_size: int, steps: int,
     weights stay), then records the inference-mode mean squared error on all of
     ``(x, y)``. Returns that error after each step, shape ``(steps,)``.
     """
-    x = np.asarray(x, np.float32)
-    y = np.asarray(y, np.float32)
+    x = np.asarray(x, keras.config.floatx())
+    y = np.asarray(y, keras.config.floatx())
     if len(x) != len(y):
         raise ValueError(f"x and y disagree in length: {len(x)} vs {len(y)}")
     if not 1 <= batch_size <= len(x) or steps < 1:
@@ -150,7 +150,7 @@ def pre_activations(model: keras.Model, x, *, training: bool = False) -> list[np
     if not tensors:
         raise ValueError(f"model {model.name!r} has no Activation layers")
     probe = keras.Model(model.input, tensors)
-    outputs = probe(np.asarray(x, np.float32), training=training)
+    outputs = probe(np.asarray(x, keras.config.floatx()), training=training)
     if not isinstance(outputs, (list, tuple)):
         outputs = [outputs]
     return [np.asarray(z) for z in outputs]

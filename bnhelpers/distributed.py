@@ -192,12 +192,12 @@ def train_replicated(build_model: Callable[[], keras.Model], split, strategy, *,
 
     @tf.function
     def run_epoch(iterator, n_steps):
-        total = tf.constant(0.0)
+        total = tf.constant(0.0, tf.float64)
         for _ in tf.range(n_steps):
             x, y = next(iterator)
-            total += strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)),
-                                     axis=None)
-        return total / tf.cast(n_steps, tf.float32)
+            total += tf.cast(strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_step, args=(x, y)),
+                                             axis=None), tf.float64)
+        return total / tf.cast(n_steps, tf.float64)
 
     losses = [float(run_epoch(iterator, tf.constant(steps))) for _ in range(epochs)]
     logits = model(split.x_test, training=False)

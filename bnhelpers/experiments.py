@@ -72,7 +72,7 @@ class LayerInputPercentiles:
             raise ValueError(f"q must be percentiles in [0, 100], got {q}")
         self.model, self.q, self.training = model, q, bool(training)
         self._sub = keras.Model(model.input, model.get_layer(layer_name).input)
-        self._x = tf.constant(np.asarray(x, dtype=np.float32))
+        self._x = tf.constant(np.asarray(x, dtype=keras.config.floatx()))
         sub = self._sub
 
         @tf.function

@@ -19,6 +19,8 @@ Conventions:
 - :func:`train_with_evaluation` runs a schedule in chunks of ``eval_every``
   steps and calls named probes ``probe(model) -> value`` after each chunk.
 - :func:`train_seeds` repeats that for several seeds on one traced model.
+- Features are cast to ``keras.config.floatx()`` (float32 unless a chapter
+  trains in float64, see the README's "Writing a chapter").
 """
 
 from __future__ import annotations
@@ -89,7 +91,9 @@ def accuracy(model, x, y, *, training: bool = False) -> float:
     """
     import tensorflow as tf
 
-    x = tf.constant(np.asarray(x, dtype=np.float32))
+    import keras
+
+    x = tf.constant(np.asarray(x, dtype=keras.config.floatx()))
     if training:
         trainable = [v.value for v in model.trainable_variables]
         non_trainable = [v.value for v in model.non_trainable_variables]
@@ -102,7 +106,7 @@ def accuracy(model, x, y, *, training: bool = False) -> float:
 class CompiledTrainer:
     """Plain SGD on ``model`` (logits) and ``(x, y)``, many steps per ``tf.function`` call.
 
-    ``x``: ``(N, ...)`` float32, ``y``: ``(N,)`` integer labels. Create one
+    ``x``: ``(N, ...)`` floats (cast to ``keras.config.floatx()``), ``y``: ``(N,)`` integer labels. Create one
     trainer per architecture and reuse it across seeds with :meth:`load`.
     """
 
@@ -111,8 +115,8 @@ class CompiledTrainer:
         import tensorflow as tf
 
         x, y = np.asarray(x), np.asarray(y)
-        if x.dtype != np.float32:
-            raise TypeError(f"x must be float32, got {x.dtype}")
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"x must be a float array, got {x.dtype}")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise TypeError(f"y must be a 1-D array of integer labels, got {y.dtype} with shape {y.shape}")
         if len(x) != len(y):
@@ -121,7 +125,7 @@ class CompiledTrainer:
             raise ValueError(f"learning_rate must be positive, got {learning_rate}")
         self.model = model
         self.n = len(x)
-        self._x, self._y = tf.constant(x), tf.constant(y.astype(np.int32))
+        self._x, self._y = tf.constant(x.astype(keras.config.floatx())), tf.constant(y.astype(np.int32))
         self.optimizer = keras.optimizers.SGD(learning_rate=learning_rate)
         self.optimizer.build(model.trainable_variables)
         self._loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -144,7 +148,7 @@ class CompiledTrainer:
         import tensorflow as tf
 
         steps = tf.shape(schedule)[0]
-        losses = tf.TensorArray(tf.float32, size=steps)
+        losses = tf.TensorArray(tf.float64, size=steps)
         variables = self.model.trainable_variables
         for t in tf.range(steps):
             xb = tf.gather(self._x, schedule[t])
@@ -153,7 +157,7 @@ class CompiledTrainer:
                 loss = self._loss(yb, self.model(xb, training=True))
             grads = tape.gradient(loss, variables)
             self.optimizer.apply_gradients(zip(grads, variables))
-            losses = losses.write(t, loss)
+            losses = losses.write(t, tf.cast(loss, tf.float64))
         return losses.stack()
 
     def run(self, schedule) -> np.ndarray:

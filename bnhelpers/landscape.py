@@ -43,7 +43,7 @@ class GradientDirectionProbe:
             raise ValueError(f"x and y disagree in length: {len(x)} vs {len(y)}")
         self.model = model
         self.step_sizes = step_sizes
-        self._x = tf.constant(np.asarray(x, dtype=np.float32))
+        self._x = tf.constant(np.asarray(x, dtype=keras.config.floatx()))
         self._y = tf.constant(np.asarray(y).astype(np.int32))
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

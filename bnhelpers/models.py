@@ -7,7 +7,10 @@
 - ``"post"``: ``Dense -> activation -> BN``
 
 Kernels are drawn from seeded initializers (one seed per layer), so models that
-differ only in ``bn`` start from identical Dense kernels.
+differ only in ``bn`` start from identical Dense kernels. They are drawn in
+float32 and then cast (:class:`DrawnInFloat32`), so a network built after
+``keras.config.set_floatx("float64")`` starts from exactly the weights of its
+float32 twin (chapters 4 to 8 train in float64, see the README's "Writing a chapter").
 """
 
 from __future__ import annotations
@@ -16,9 +19,32 @@ from typing import Callable, Sequence
 
 import keras
 
-__all__ = ["build_mlp", "compile_classifier"]
+__all__ = ["build_mlp", "compile_classifier", "DrawnInFloat32"]
 
 PLACEMENTS = (None, "pre", "post")
+
+
+@keras.saving.register_keras_serializable(package="bnhelpers")
+class DrawnInFloat32(keras.initializers.Initializer):
+    """Draw with ``initializer`` in float32, then cast to the dtype asked for.
+
+    Keras's random initializers draw different numbers for different dtypes; this
+    keeps the float32 numbers, exactly, in a float64 (or float16) variable.
+    """
+
+    def __init__(self, initializer):
+        self.initializer = keras.initializers.get(initializer)
+
+    def __call__(self, shape, dtype=None):
+        values = self.initializer(shape, dtype="float32")
+        return keras.ops.cast(values, dtype or keras.config.floatx())
+
+    def get_config(self):
+        return {"initializer": keras.initializers.serialize(self.initializer)}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.initializers.deserialize(config["initializer"]))
 
 
 def build_mlp(
@@ -50,8 +76,8 @@ def build_mlp(
 
     def kernel(i):
         if init_std is None:
-            return keras.initializers.GlorotUniform(seed=seed * 1000 + i)
-        return keras.initializers.RandomNormal(stddev=init_std, seed=seed * 1000 + i)
+            return DrawnInFloat32(keras.initializers.GlorotUniform(seed=seed * 1000 + i))
+        return DrawnInFloat32(keras.initializers.RandomNormal(stddev=init_std, seed=seed * 1000 + i))
 
     inputs = keras.Input((input_dim,))
     h = inputs

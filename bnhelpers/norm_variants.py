@@ -110,9 +110,10 @@ class RenormRamp:
             raise ValueError("rmax_final must be >= 1 and dmax_final >= 0")
         self.start, self.end = int(start), int(end)
         self.rmax_final, self.dmax_final = float(rmax_final), float(dmax_final)
-        self.rmax = tf.Variable(1.0, trainable=False, name="renorm_rmax")
-        self.rmin = tf.Variable(1.0, trainable=False, name="renorm_rmin")
-        self.dmax = tf.Variable(0.0, trainable=False, name="renorm_dmax")
+        dtype = keras.config.floatx()  # the dtype the layers will compute in
+        self.rmax = tf.Variable(1.0, trainable=False, name="renorm_rmax", dtype=dtype)
+        self.rmin = tf.Variable(1.0, trainable=False, name="renorm_rmin", dtype=dtype)
+        self.dmax = tf.Variable(0.0, trainable=False, name="renorm_dmax", dtype=dtype)
 
     def fraction(self, step: int) -> float:
         """How far the ramp has gone at ``step``: 0 before ``start``, 1 after ``end``."""

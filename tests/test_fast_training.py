@@ -102,8 +102,8 @@ def test_learning_rate_and_load_do_not_retrace_and_take_effect():
 
 def test_trainer_checks_its_input():
     x, y = _data()
-    with pytest.raises(TypeError):
-        CompiledTrainer(_tiny(), x.astype(np.float64), y)
+    with pytest.raises(TypeError, match="float array"):
+        CompiledTrainer(_tiny(), (x * 10).astype(np.int64), y)
     with pytest.raises(TypeError):
         CompiledTrainer(_tiny(), x, y.astype(np.float32))
     with pytest.raises(ValueError):
