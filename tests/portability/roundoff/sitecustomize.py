@@ -3,7 +3,8 @@
 Python imports this module at start-up when its folder is on ``PYTHONPATH``; the
 check puts it there for every process of that profile, Jupyter kernels included.
 Once TensorFlow is imported, every ``tf.matmul`` and ``tf.nn.convolution`` /
-``tf.nn.conv2d`` result is multiplied by ``1 + eps`` (``eps`` the machine epsilon of
+``tf.nn.conv2d`` result (also through ``tf.compat.v1`` and ``tf.compat.v2``, which
+tf-keras uses) is multiplied by ``1 + eps`` (``eps`` the machine epsilon of
 its dtype): a change of about one unit in the last place, the size of the
 difference between two CPUs that sum a dot product in different orders. An
 output that changes under this profile depends on round-off, so it would differ
@@ -27,16 +28,21 @@ def _perturbed(tf, original):
         return result
 
     wrapper.__wrapped__ = original
+    wrapper.roundoff_profile = True
     return wrapper
 
 
 def _patch(tf):
-    for dotted in _PATCHED:
-        *parents, name = dotted.split(".")
-        owner = tf
-        for part in parents:
-            owner = getattr(owner, part)
-        setattr(owner, name, _perturbed(tf, getattr(owner, name)))
+    # tf-keras and tf.compat.v1 code reach the ops through tf.compat.v1 / tf.compat.v2, other module objects
+    for api in (tf, tf.compat.v1, tf.compat.v2):
+        for dotted in _PATCHED:
+            *parents, name = dotted.split(".")
+            owner = api
+            for part in parents:
+                owner = getattr(owner, part)
+            original = getattr(owner, name)
+            if not getattr(original, "roundoff_profile", False):
+                setattr(owner, name, _perturbed(tf, original))
 
 
 class _PatchAfterImport(importlib.abc.MetaPathFinder):
