@@ -38,7 +38,10 @@ def tolerance_of(metadata) -> dict | None:
     rtol, atol = float(spec.get("rtol", 0.0)), float(spec.get("atol", 0.0))
     if rtol < 0 or atol < 0 or rtol + atol == 0:
         raise ValueError(f"a tolerance needs rtol >= 0 and atol >= 0, not both 0, got {spec!r}")
-    return {"rtol": rtol, "atol": atol, "reason": spec["reason"]}
+    lines = spec.get("lines")
+    if lines is not None:
+        re.compile(lines)
+    return {"rtol": rtol, "atol": atol, "lines": lines, "reason": spec["reason"]}
 
 
 def _words(text: str) -> list[str]:
@@ -46,8 +49,25 @@ def _words(text: str) -> list[str]:
     return [re.sub(r"[ \t]+", "", part) for part in NUMBER.split(text)]
 
 
-def mismatches(test: str, ref: str, rtol: float, atol: float) -> list[str]:
-    """Why ``test`` is not ``ref`` within the tolerance; empty when it is."""
+def _layout(line: str) -> str:
+    """A line without its padding: spaces removed, rules of dashes shortened (a table's column widths
+    follow its widest cell, which may be a chaotic one)."""
+    return re.sub(r"-{2,}", "--", re.sub(r"[ \t]+", "", line))
+
+
+def mismatches(test: str, ref: str, rtol: float, atol: float, lines: str | None = None) -> list[str]:
+    """Why ``test`` is not ``ref`` within the tolerance (on the ``lines`` of ``ref`` that match); empty when it is."""
+    if lines is not None:
+        test_lines, ref_lines = test.split("\n"), ref.split("\n")
+        if len(test_lines) != len(ref_lines):
+            return [f"{len(test_lines)} lines vs {len(ref_lines)} stored"]
+        found = []
+        for t, r in zip(test_lines, ref_lines):
+            if re.search(lines, r):
+                found += mismatches(t, r, rtol, atol)
+            elif _layout(t) != _layout(r):
+                found.append(f"a line outside the tolerance differs: {t!r} vs stored {r!r}")
+        return found
     if _words(test) != _words(ref):
         return ["the text around the numbers differs"]
     found = []
@@ -82,7 +102,8 @@ def within_tolerance(test_outputs: list, ref_outputs: list, spec: dict) -> tuple
         return test_outputs, [f"{len(test_outputs)} outputs vs {len(ref_outputs)} stored"]
     for t, r in zip(test_outputs, ref_outputs):
         for (t_box, t_key), (r_box, r_key) in zip(_texts(t), _texts(r)):
-            found = mismatches(_joined(t_box[t_key]), _joined(r_box[r_key]), spec["rtol"], spec["atol"])
+            found = mismatches(_joined(t_box[t_key]), _joined(r_box[r_key]), spec["rtol"], spec["atol"],
+                               spec.get("lines"))
             if found:
                 problems += found
             else:

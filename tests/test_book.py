@@ -80,10 +80,11 @@ def test_declared_tolerances_are_few_and_each_says_why():
 
     declared = [(p.name, tolerance_of(c["metadata"])) for p, c in _code_cells()
                 if "tolerance" in c["metadata"].get("bnbook", {})]
-    assert len(declared) <= 4, [name for name, _ in declared]
+    assert len(declared) <= 9, [name for name, _ in declared]   # the nine measured chaotic cells; do not add more lightly
     for name, spec in declared:
         assert len(spec["reason"]) > 40 and "chaotic" in spec["reason"], (name, spec["reason"])
-        assert spec["rtol"] <= 0.5 and spec["atol"] <= 0.5, (name, spec)
+        assert spec["rtol"] <= 0.3, (name, spec)
+        assert spec["lines"], f"{name}: name the chaotic lines, so that the others stay exact"
 
 
 def test_chapters_that_train_print_float64_results():

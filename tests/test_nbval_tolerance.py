@@ -4,7 +4,7 @@ import pytest
 
 from nbval_tolerance import mismatches, tolerance_of, within_tolerance
 
-SPEC = {"rtol": 0.1, "atol": 0.01, "reason": "chaotic"}
+SPEC = {"rtol": 0.1, "atol": 0.01, "lines": None, "reason": "chaotic"}
 
 
 def stream(text):
@@ -52,3 +52,18 @@ def test_a_declaration_needs_a_reason_and_a_positive_tolerance(spec):
 def test_cells_without_a_declaration_are_left_to_nbval():
     assert tolerance_of({}) is None and tolerance_of({"tags": ["hide-input"]}) is None
     assert tolerance_of({"bnbook": {"tolerance": SPEC}}) == SPEC
+
+
+def test_lines_limit_the_tolerance_to_the_chaotic_rows():
+    ref = "BN    | 93.4 ± 0.8\nno BN | 59.3 ± 14.3\n"
+    assert mismatches("BN    | 93.4 ± 0.8\nno BN | 61.0 ± 12.7\n", ref, 0.2, 3.0, lines="^no BN") == []
+    found = mismatches("BN    | 93.5 ± 0.8\nno BN | 61.0 ± 12.7\n", ref, 0.2, 3.0, lines="^no BN")
+    assert len(found) == 1 and "outside the tolerance" in found[0]         # control: BN's row stays exact
+    assert mismatches("BN    | 93.4 ± 0.8\n", ref, 0.2, 3.0, lines="^no BN")
+
+
+def test_a_wider_chaotic_cell_may_widen_the_table():
+    ref = "a | BN\n--+----------\n1 | 9.9 ± 2.5\n"
+    test = "a | BN\n--+-----------\n1 | 10.4 ± 2.5\n"
+    assert mismatches(test, ref, 0.1, 0.0, lines="^1 ") == []
+    assert mismatches(test.replace("a |", "b |"), ref, 0.1, 0.0, lines="^1 ")   # control: words still count
