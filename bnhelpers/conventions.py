@@ -24,6 +24,13 @@ Probes. :func:`keras_facts` measures the conventions of whichever Keras this
 process uses (Keras 3 by default, tf-keras after ``setup(legacy_keras=True)``);
 :func:`legacy_keras_facts` runs it in a fresh Python process with tf-keras,
 since a process can hold only one Keras.
+
+Porting. Every implementation uses the stored moving variance *as it is* at
+inference. :func:`porting_model` builds a small Conv2D -> BN -> Dense model
+from either Keras; :func:`legacy_fused_model` trains it with tf-keras (whose BN
+takes the fused path on its rank-4 input and so stores the unbiased variance)
+in a fresh process and returns its weights, some inputs and its inference
+outputs, so that a Keras 3 copy can be compared with the source.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ __all__ = [
     "KERAS_DEFAULTS", "TORCH_DEFAULTS", "keras_to_torch_momentum", "torch_to_keras_momentum",
     "biased_to_unbiased", "unbiased_to_biased", "ema_update", "initial_weight", "steps_to_forget",
     "keras_to_torch_config", "torch_to_keras_config", "channel_axis", "reduction_axes",
-    "keras_facts", "legacy_keras_facts",
+    "keras_facts", "legacy_keras_facts", "porting_model", "legacy_fused_model",
 ]
 
 KERAS_DEFAULTS = {"momentum": 0.99, "epsilon": 1e-3, "axis": -1, "moving_mean": 0.0, "moving_variance": 1.0}
@@ -190,7 +197,9 @@ def keras_facts() -> dict:
     version, defaults (``momentum``, ``epsilon``, ``axis``, initial moving
     statistics), ``momentum_weighs`` ("old average"/"new batch"), which variance
     goes into the moving average for rank-2 input, rank-4 input by default and
-    rank-4 with ``fused=False`` (None where the argument does not exist), whether
+    rank-4 with ``fused=False`` (None where the argument does not exist), each
+    with its measured ratio to the biased batch variance (key + ``"_ratio"``,
+    averaged over the 3 channels; ``m = 8``, so 1 means biased and 8/7 unbiased), whether
     ``trainable=False`` forces inference mode, and whether
     ``backend.learning_phase`` and ``virtual_batch_size`` exist.
     """
@@ -207,10 +216,14 @@ def keras_facts() -> dict:
     batch2 = batch4.reshape(8, 3)
     biased = batch2.var(axis=0)
 
-    def stored_variance(batch, **kwargs):
+    ratios = {}
+
+    def stored_variance(key, batch, **kwargs):
         layer = BN(momentum=0.0, **kwargs)
         layer(batch, training=True)
-        return _variance_kind(layer.moving_variance.numpy() / biased)
+        ratio = layer.moving_variance.numpy() / biased
+        ratios[key + "_ratio"] = float(np.mean(ratio))
+        return _variance_kind(ratio)
 
     fresh = BN()
     fresh.build((None, 3))
@@ -238,12 +251,14 @@ def keras_facts() -> dict:
         "initial_moving_variance": float(fresh.moving_variance.numpy()[0]),
         "momentum_weighs": "new batch" if abs(weight_new - 0.9) < 1e-5 else
                            "old average" if abs(weight_new - 0.1) < 1e-5 else f"other ({weight_new:.4f})",
-        "moving_variance_rank2": stored_variance(batch2),
-        "moving_variance_rank4": stored_variance(batch4),
-        "moving_variance_rank4_unfused": stored_variance(batch4, fused=False) if has_fused else None,
+        "moving_variance_rank2": stored_variance("moving_variance_rank2", batch2),
+        "moving_variance_rank4": stored_variance("moving_variance_rank4", batch4),
+        "moving_variance_rank4_unfused": (stored_variance("moving_variance_rank4_unfused", batch4, fused=False)
+                                          if has_fused else None),
         "trainable_false_is_inference": frozen_is_inference,
         "has_learning_phase": hasattr(keras.backend, "learning_phase"),
         "has_virtual_batch_size": bool(has_virtual),
+        **ratios,
     }
 
 
@@ -257,3 +272,83 @@ def legacy_keras_facts(timeout: float = 300.0) -> dict:
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"the tf-keras probe failed (exit {done.returncode}): {done.stderr[-2000:]}")
     return json.loads(lines[-1][len("FACTS"):])
+
+
+PORTING_INPUT_SHAPE = (2, 2, 3)
+
+
+def porting_model(keras_module, momentum: float = 0.9):
+    """``Input(2, 2, 3) -> Conv2D(4, 1, no bias) -> BatchNormalization -> ReLU -> Flatten -> Dense(3)``.
+
+    ``keras_module`` is ``keras`` (Keras 3) or ``tf_keras``; both build the same
+    weights in the same order (kernel, gamma, beta, moving mean, moving
+    variance, dense kernel, dense bias), so ``set_weights`` copies one into the other.
+    """
+    layers = keras_module.layers
+    return keras_module.Sequential([
+        keras_module.Input(PORTING_INPUT_SHAPE),
+        layers.Conv2D(4, 1, use_bias=False, name="conv"),
+        layers.BatchNormalization(momentum=momentum, name="bn"),
+        layers.ReLU(),
+        layers.Flatten(),
+        layers.Dense(3, name="dense"),
+    ])
+
+
+_PORTING_CODE = """
+import sys
+import numpy as np
+from bnhelpers import setup
+setup({seed}, legacy_keras=True)
+import tf_keras
+from bnhelpers.conventions import porting_model
+rng = np.random.default_rng({seed})
+model = porting_model(tf_keras, momentum={momentum})
+x = rng.normal(2.0, 1.5, ({n_train},) + model.input_shape[1:]).astype("float32")
+y = rng.integers(0, 3, {n_train})
+model.compile(optimizer=tf_keras.optimizers.SGD(0.05),
+              loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x, y, batch_size={batch_size}, epochs={epochs}, shuffle=False, verbose=0)
+x_test = rng.normal(2.0, 1.5, (16,) + model.input_shape[1:]).astype("float32")
+outputs = model(x_test, training=False).numpy()
+bn = model.get_layer("bn")
+np.savez(sys.argv[1], outputs=outputs, x_test=x_test, fused=bool(bn.fused), version=tf_keras.__version__,
+         **{{f"w{{i}}": w for i, w in enumerate(model.get_weights())}})
+"""
+
+
+def legacy_fused_model(seed: int = 0, *, batch_size: int = 2, epochs: int = 5, n_train: int = 64,
+                       momentum: float = 0.9, timeout: float = 300.0) -> dict:
+    """Train :func:`porting_model` with tf-keras in a fresh process; return what a port needs.
+
+    ``fit`` runs ``epochs`` epochs of SGD on ``n_train`` random images in batches
+    of ``batch_size``, so the BN layer sees ``m = batch_size * 2 * 2`` values per
+    channel in each batch. Returns ``weights`` (the list ``get_weights`` gives),
+    ``x_test`` (16 images), ``outputs`` (the tf-keras model's inference outputs on
+    them), ``fused`` (whether tf-keras's BN took the fused path),
+    ``values_per_channel`` (``m``) and ``version`` (tf-keras's).
+    """
+    import tempfile
+
+    for name, value in (("batch_size", batch_size), ("epochs", epochs), ("n_train", n_train)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if n_train < batch_size:
+        raise ValueError(f"n_train ({n_train}) must be at least batch_size ({batch_size})")
+    momentum = _check_momentum(momentum)
+    code = _PORTING_CODE.format(seed=int(seed), momentum=momentum, n_train=int(n_train),
+                                batch_size=int(batch_size), epochs=int(epochs))
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "ported.npz")
+        done = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+        if done.returncode != 0 or not os.path.exists(path):
+            raise RuntimeError(f"the tf-keras training failed (exit {done.returncode}): {done.stderr[-2000:]}")
+        with np.load(path) as saved:
+            n_weights = sum(1 for key in saved.files if key.startswith("w"))
+            result = {"weights": [saved[f"w{i}"] for i in range(n_weights)],
+                      "x_test": saved["x_test"], "outputs": saved["outputs"],
+                      "fused": bool(saved["fused"]), "version": str(saved["version"])}
+    result["values_per_channel"] = int(batch_size) * PORTING_INPUT_SHAPE[0] * PORTING_INPUT_SHAPE[1]
+    return result

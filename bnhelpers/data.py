@@ -2,8 +2,8 @@
 
 - :func:`load_digits`: scikit-learn's bundled 8x8 handwritten digits (1,797
   images), a fixed stratified split, pixels scaled from 0..16 to [0, 1].
-- :func:`quadratic_regression`: seed 003's ``y = x^2 - 5 + noise``.
-- :func:`shifted_gaussian`: seed 004's 1-D "is x above its centre" task.
+- :func:`quadratic_regression`: the ``y = x^2 - 5 + noise`` of Morvan Zhou's BN tutorial (chapter 4).
+- :func:`shifted_gaussian`: the 1-D "is x above its centre" task of a Stack Overflow question (chapter 5).
 - :func:`random_images`: NHWC float32 noise images.
 All return float32 features; labels are int64 class ids or float32 targets.
 """

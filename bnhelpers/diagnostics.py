@@ -1,4 +1,4 @@
-"""Per-layer diagnostics for deep MLPs, and seed 003's deep regression net.
+"""Per-layer diagnostics for deep MLPs, and the deep regression net of Morvan Zhou's BN tutorial (chapter 4).
 
 Conventions: a *pre-activation* is the input of a hidden layer's activation
 (after BN when BN sits before the nonlinearity), an array ``(N, units)`` over a
@@ -9,7 +9,7 @@ everywhere). A tanh unit is *saturated* when ``|tanh(z)| >= level`` on at least
 ``1 - level^2``).
 
 - :func:`build_deep_regressor`: ``1 -> 7 x 30 -> 1`` with N(0, 1) kernels as in
-  seed 003, optionally with :class:`~bnhelpers.layers.MomentsBatchNorm` before
+  that tutorial, optionally with :class:`~bnhelpers.layers.MomentsBatchNorm` before
   every activation.
 - :func:`fit_regression`: full-batch or mini-batch training on mean squared
   error, returning the per-step training-mode loss.
@@ -46,12 +46,12 @@ ACTIVATIONS = ("relu", "tanh")
 def build_deep_regressor(activation: str = "relu", *, bn: bool = False, depth: int = 7,
                          width: int = 30, init_std: float = 1.0, momentum: float = 0.5,
                          seed: int = 0) -> keras.Model:
-    """Seed 003's net: ``depth`` hidden layers of ``width`` units, input and output of size 1.
+    """Zhou's tutorial's net: ``depth`` hidden layers of ``width`` units, input and output of size 1.
 
     Kernels are N(0, ``init_std``^2) and identical with and without BN for the same
     ``seed``. With ``bn=True`` every hidden layer is ``Dense(no bias) ->
     MomentsBatchNorm(momentum) -> activation``; ``momentum`` is the EMA decay
-    of the moving statistics (seed 003 used 0.5).
+    of the moving statistics (the tutorial used 0.5).
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -71,7 +71,7 @@ def fit_regression(model: keras.Model, x, y, *, steps: int, learning_rate: float
     """Train ``model`` on the mean squared error for ``steps`` steps; return the loss of each step.
 
     ``x``, ``y``: ``(N, ...)`` float arrays (cast to ``keras.config.floatx()``). ``batch_size=None`` uses the whole set
-    every step (seed 003); otherwise batches follow a permutation per pass drawn
+    every step (as in the tutorial); otherwise batches follow a permutation per pass drawn
     from ``seed``. Each loss is the training-mode loss of the step's batch,
     computed before its update (what ``fit`` reports). Non-finite losses are kept.
     """

@@ -12,7 +12,8 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["mean_sd", "format_mean_sd", "first_step_reaching", "gap_recovered",
-           "LayerInputPercentiles", "percentile_drift", "algorithm2_statistics", "format_table"]
+           "LayerInputPercentiles", "percentile_drift", "algorithm2_statistics", "format_table",
+           "format_bound"]
 
 
 def mean_sd(values, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +129,20 @@ def algorithm2_statistics(batches) -> tuple[np.ndarray, np.ndarray]:
     if n_batches < 1 or m < 2:
         raise ValueError(f"need at least one batch of at least 2 examples, got {batches.shape}")
     return batches.mean(axis=1).mean(axis=0), m / (m - 1) * batches.var(axis=1).mean(axis=0)
+
+
+def format_bound(value) -> str:
+    """``"below 1e-15"``: the smallest power of ten above ``|value|`` (``"0"`` for zero).
+
+    For differences that are round-off: their digits change from CPU to CPU, their order of magnitude only
+    when the value sits close to a power of ten, so that is all a notebook prints of them.
+    """
+    value = abs(float(value))
+    if not np.isfinite(value):
+        raise ValueError(f"value must be finite, got {value}")
+    if value == 0:
+        return "0"
+    return f"below 1e{int(np.floor(np.log10(value))) + 1}"
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

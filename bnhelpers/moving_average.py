@@ -1,6 +1,6 @@
 """Exponential moving averages (EMA), the estimator behind BN's moving statistics.
 
-One update with decay ``d`` (Keras calls it ``momentum``; seed 003 used
+One update with decay ``d`` (Keras calls it ``momentum``; Morvan Zhou's tutorial, which chapter 4 follows, used
 ``tf.train.ExponentialMovingAverage(decay=0.5)``)::
 
     average <- d * average + (1 - d) * value

@@ -16,6 +16,7 @@ tests/site/ opens every page in a browser and fails if either comes back.
 import posixpath
 
 from docutils import nodes
+from sphinx.writers.html5 import HTML5Translator
 from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput, visit_HideCellInput
 
 _MISMATCHED_LABEL = ' aria-label="Toggle hidden content"'
@@ -60,8 +61,21 @@ def typeset_math_in_reference_text(app, doctree, docname):
             text.extend(child.deepcopy() for child in title.children)
 
 
+_DEPRECATED_ROLE = ' role="doc-biblioentry"'
+
+
+def visit_citation(self, node):
+    """docutils marks each bibliography entry role="doc-biblioentry", a DPUB-ARIA role that
+    ARIA 1.3 deprecates (axe-core: aria-deprecated-role, aria-allowed-role, and
+    aria-required-children on the enclosing role="list"); the entries are list items."""
+    start = len(self.body)
+    HTML5Translator.visit_citation(self, node)
+    self.body[start:] = [part.replace(_DEPRECATED_ROLE, ' role="listitem"') for part in self.body[start:]]
+
+
 def setup(app):
     app.setup_extension("myst_nb")  # override its HTML writer, so load it first
     app.add_node(HideCodeCellNode, override=True, html=(visit_hide_cell_input, depart_HideCellInput))
+    app.add_node(nodes.citation, override=True, html=(visit_citation, HTML5Translator.depart_citation))
     app.connect("doctree-resolved", typeset_math_in_reference_text)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,6 +1,7 @@
 """Book hygiene: the table of contents, the notebooks and their stored outputs agree."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,7 @@ def test_site_build_fails_on_a_stored_stderr_stream(tmp_path):
         book = tmp_path / stream
         book.mkdir()
         shutil.copy(ROOT / "_config.yml", book / "_config.yml")
+        shutil.copy(ROOT / "references.bib", book / "references.bib")  # the config's bibliography
         (book / "site").symlink_to(ROOT / "site", target_is_directory=True)  # the config's extension and MathJax
         (book / "_toc.yml").write_text("format: jb-book\nroot: page\n")
         cell = new_code_cell("print('hi')", execution_count=1)
@@ -128,3 +130,53 @@ def test_site_build_fails_on_a_stored_stderr_stream(tmp_path):
     assert results["stdout"].returncode == 0, results["stdout"].stdout[-2000:]
     assert results["stderr"].returncode != 0
     assert "stderr was found in the cell outputs" in results["stderr"].stdout + results["stderr"].stderr
+
+
+CITE_ROLE = re.compile(r"\{cite(?::[a-z]+)*\}`([^`]*)`")
+
+
+def _bib_entries():
+    """{key: {field: value}} of references.bib, read with pybtex (what sphinxcontrib-bibtex uses)."""
+    from pybtex.database import parse_file
+
+    data = parse_file(str(ROOT / "references.bib"), bib_format="bibtex")
+    return {key: (entry.fields, entry.persons) for key, entry in data.entries.items()}
+
+
+def _cited_keys():
+    """{key: [files citing it]} for every {cite}, {cite:p}, {cite:t}, ... role in book/*.md and notebook Markdown."""
+    texts = [(p.name, p.read_text()) for p in sorted((ROOT / "book").glob("*.md"))]
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        texts.append((path.name, "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")))
+    cited = {}
+    for name, text in texts:
+        for keys in CITE_ROLE.findall(text):
+            for key in keys.split(","):
+                cited.setdefault(key.strip(), []).append(name)
+    return cited
+
+
+def test_every_cited_key_is_in_the_bibliography():
+    entries = _bib_entries()
+    missing = {key: files for key, files in _cited_keys().items() if key not in entries}
+    assert not missing, f"cited but not in references.bib: {missing}"
+
+
+def test_every_bibliography_entry_names_its_author_title_year_and_link():
+    """A reader can find every source: who wrote it, what it is called, when, and where (url, doi or eprint)."""
+    entries = _bib_entries()
+    assert len(entries) >= 12   # seven papers and the five web sources the book grew from
+    for key, (fields, persons) in entries.items():
+        assert persons.get("author") or fields.get("organization"), f"{key}: no author or organization"
+        assert fields.get("title", "").strip(), f"{key}: no title"
+        assert re.fullmatch(r"(19|20)\d\d", fields.get("year", "")), f"{key}: no four-digit year"
+        assert any(fields.get(f, "").strip() for f in ("url", "doi", "eprint")), f"{key}: no url, doi or eprint"
+
+
+def test_cite_role_pattern_finds_every_form():
+    """The check above only works if the pattern sees each role form, several keys included."""
+    text = "{cite}`a` {cite:p}`b, c` {cite:t}`d` {cite:ts}`e`"
+    keys = [k.strip() for group in CITE_ROLE.findall(text) for k in group.split(",")]
+    assert keys == ["a", "b", "c", "d", "e"]
+    assert "shu2016" in _cited_keys()   # book/intro.md cites the web sources

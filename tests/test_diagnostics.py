@@ -1,4 +1,4 @@
-"""bnhelpers.diagnostics: seed 003's deep net, its training loops and the per-layer fractions."""
+"""bnhelpers.diagnostics: the deep net of chapter 4 (Morvan Zhou's tutorial), its training loops and the per-layer fractions."""
 
 import numpy as np
 import pytest

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bnhelpers.experiments import (LayerInputPercentiles, algorithm2_statistics, first_step_reaching,
-                                   format_mean_sd, format_table, gap_recovered, mean_sd, percentile_drift)
+                                   format_bound, format_mean_sd, format_table, gap_recovered, mean_sd, percentile_drift)
 from bnhelpers.models import build_mlp
 
 
@@ -20,6 +20,16 @@ def test_mean_sd_uses_the_sample_standard_deviation():
     assert mean_sd([4.0]) == (4.0, 0.0)
     with pytest.raises(ValueError):
         mean_sd([])
+
+
+def test_format_bound_gives_the_next_power_of_ten():
+    assert format_bound(6.5e-16) == "below 1e-15"
+    assert format_bound(-1.8e-15) == "below 1e-14"
+    assert format_bound(1e-15) == "below 1e-14"          # strictly above the value
+    assert format_bound(0.5) == "below 1e0" and format_bound(123.0) == "below 1e3"
+    assert format_bound(0.0) == "0"
+    with pytest.raises(ValueError):
+        format_bound(float("nan"))
 
 
 def test_format_mean_sd():
