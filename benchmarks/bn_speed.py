@@ -1,7 +1,7 @@
 """How fast batch normalization runs on this machine: ``make bench`` (not part of ``make test``).
 
 Times training-mode BN forward and forward+backward for Keras 3's layer, tf-keras's fused
-layer, ``tf.nn.moments`` + ``tf.nn.batch_normalization`` and ``bnhelpers.layers.MomentsBatchNorm``,
+layer, ``tf.nn.moments`` + ``tf.nn.batch_normalization`` and ``bnhelpers.layers.batch_norm.MomentsBatchNorm``,
 each in a ``tf.function`` with and without XLA, on NHWC inputs of several sizes, next to a
 copy measured in the same run. See ``bnhelpers/benchmark.py`` for how bytes are counted.
 

@@ -25,12 +25,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
 import sys
 import warnings
 
 import numpy as np
 
-__all__ = ["setup", "silenced_stderr"]
+__all__ = ["setup", "silenced_stderr", "run_python"]
 
 PLOT_DEFAULTS = {
     "figure.figsize": (6.4, 4.0),
@@ -61,7 +62,23 @@ def silenced_stderr():
         os.close(devnull)
 
 
-def setup(seed: int = 0, *, legacy_keras: bool = False, threads: int | None = 1) -> np.random.Generator:
+def _split_cpu(tf, n: int) -> None:
+    """Make ``n`` logical devices of the first CPU, unless TensorFlow already has exactly that."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if (1 if current is None else len(current)) == n:
+        return
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)])
+    except RuntimeError as err:  # "Virtual devices cannot be modified after being initialized"
+        raise RuntimeError(
+            f"TensorFlow's runtime has already started with {1 if current is None else len(current)} CPU "
+            f"device(s); restart the kernel and call setup(..., logical_cpus={n}) before anything else "
+            "uses TensorFlow") from err
+
+
+def setup(seed: int = 0, *, legacy_keras: bool = False, threads: int | None = 1,
+          logical_cpus: int | None = None) -> np.random.Generator:
     """Prepare a quiet, seeded, deterministic TensorFlow session; return a NumPy Generator.
 
     ``legacy_keras=True`` selects tf-keras (Keras 2) for ``tf.compat.v1.layers``;
@@ -70,11 +87,17 @@ def setup(seed: int = 0, *, legacy_keras: bool = False, threads: int | None = 1)
     parallelism): 1, the default, makes results independent of the number of
     cores; ``None`` keeps TensorFlow's default (one per core). Like
     ``legacy_keras`` it takes effect only when ``setup`` first imports TensorFlow.
+    ``logical_cpus=n`` splits the first physical CPU into ``n`` logical devices, so
+    that ``tf.distribute`` strategies have ``n`` replicas on a machine without GPUs
+    (chapter 8). TensorFlow fixes its devices when its runtime starts, so this too
+    must come with the first ``setup`` of a process; asking later for a different
+    split raises ``RuntimeError`` (restart the kernel). ``None`` leaves the devices as they are.
     """
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
-        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    for name, value in (("threads", threads), ("logical_cpus", logical_cpus)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
     first_import = "tensorflow" not in sys.modules
     wanted_legacy = "1" if legacy_keras else "0"
     if "tensorflow" in sys.modules:
@@ -98,6 +121,8 @@ def setup(seed: int = 0, *, legacy_keras: bool = False, threads: int | None = 1)
 
         if first_import and threads is not None:
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        if logical_cpus is not None:
+            _split_cpu(tf, int(logical_cpus))
         tf.constant(1.0) + 1.0  # the first op initializes the runtime, which logs too
         if legacy_keras:
             import tf_keras as keras  # noqa: F401
@@ -114,3 +139,22 @@ def setup(seed: int = 0, *, legacy_keras: bool = False, threads: int | None = 1)
 
     mpl.rcParams.update(PLOT_DEFAULTS)
     return np.random.default_rng(int(seed))
+
+
+def run_python(code: str, *args: str, timeout: float = 300.0, env: dict | None = None,
+               what: str = "the child process") -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter (``sys.executable -c code *args``); return the finished process.
+
+    For what one process cannot do twice: choose the other Keras (``setup(legacy_keras=True)``
+    must precede TensorFlow's import), start TensorFlow with other settings. The child
+    inherits this environment without ``TF_USE_LEGACY_KERAS``, so its own ``setup`` decides,
+    updated with ``env``. ``stdout`` and ``stderr`` are captured as text. Raises
+    ``RuntimeError`` with the end of the child's stderr, naming ``what``, if it exits non-zero.
+    """
+    child_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    child_env.update(env or {})
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          timeout=timeout, env=child_env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    return done

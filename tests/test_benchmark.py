@@ -1,4 +1,4 @@
-"""bnhelpers.benchmark: every variant computes the same BN, and the bookkeeping is right."""
+"""bnhelpers.speed.bn_speed: every variant computes the same BN, and the bookkeeping is right."""
 
 import importlib.util
 import math
@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bnhelpers.benchmark import (BYTES_PER_ELEMENT_MOVED, Timing, benchmark, best_share, copy_bandwidth,
-                                 device_description, format_table, ratio, summary_lines, time_call,
-                                 variant_names)
+from bnhelpers.speed.bn_speed import BYTES_PER_ELEMENT_MOVED, Timing, benchmark, variant_names
+from bnhelpers.speed.report import best_share, copy_bandwidth, timing_table, ratio, summary_lines
+from bnhelpers.speed.timing import device_description, time_call
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPE = (3, 4, 4, 5)
@@ -34,7 +34,7 @@ def test_every_variant_runs_and_agrees_with_tf_nn(tiny_results):
 
 
 def test_table_summary_and_copy(tiny_results):
-    table = format_table(tiny_results)
+    table = timing_table(tiny_results)
     assert len(table.splitlines()) == 3 + len(variant_names()) * 2   # header, rule, copy, rows
     assert "3x4x4x5" in table and "forward+backward" in table
     assert set(copy_bandwidth(tiny_results)) == {(SHAPE, "float32")}

@@ -1,12 +1,13 @@
-"""bnhelpers.checks: detecting BN statistics that never move, and what trainable x training changes."""
+"""bnhelpers.tools.checks: detecting BN statistics that never move, and what trainable x training changes."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bnhelpers.checks import (BNStatisticsNotUpdated, TrainingFlagProbe, changed, expect_bn_update, sgd_step,
-                              snapshot)
+from bnhelpers.tools.checks import (BNStatisticsNotUpdated, TrainingFlagProbe, changed, expect_bn_update,
+                                    snapshot)
+from bnhelpers.training.steps import sgd_step
 
 X = np.random.default_rng(0).normal(2.0, 3.0, (16, 3)).astype("float32")
 

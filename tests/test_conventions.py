@@ -1,4 +1,4 @@
-"""bnhelpers.conventions: converters (checked mathematically) and the measured Keras conventions.
+"""bnhelpers.core.conventions: converters (checked mathematically) and the measured Keras conventions.
 
 The tf-keras rows run in a subprocess: one process can hold only one Keras.
 """
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bnhelpers import conventions as cv
+from bnhelpers.core import conventions as cv
 
 momenta = st.floats(0.0, 1.0, allow_nan=False)
 

@@ -1,4 +1,4 @@
-"""bnhelpers.diagnostics: the deep net of chapter 4 (Morvan Zhou's tutorial), its training loops and the per-layer fractions."""
+"""bnhelpers.tools.probes: the deep net of chapter 4 (Morvan Zhou's tutorial), its training loops and the per-layer fractions."""
 
 import numpy as np
 import pytest
@@ -7,9 +7,10 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from bnhelpers.data import quadratic_regression
-from bnhelpers.diagnostics import (build_deep_regressor, dead_relu_fraction, fit_regression, per_layer,
-                                   pre_activations, refresh_statistics, saturated_tanh_fraction)
-from bnhelpers.layers import MomentsBatchNorm
+from bnhelpers.models.mlp import build_deep_regressor
+from bnhelpers.tools.probes import dead_relu_fraction, per_layer, pre_activations, saturated_tanh_fraction
+from bnhelpers.training.regression import fit_regression, refresh_statistics
+from bnhelpers.layers.batch_norm import MomentsBatchNorm
 
 
 def _types(model):

@@ -1,36 +1,39 @@
-"""bnhelpers.distributed: synchronized BN over replicas equals one device over the global batch.
+"""bnhelpers.training.distributed: synchronized BN over replicas equals one device over the global batch.
 
-Splitting the CPU into logical devices must happen before TensorFlow's runtime starts (or
-resets it), so the multi-replica checks run in a fresh Python process; the pytest process
-itself (one CPU device, set up by conftest) only runs single-replica and error checks.
+Splitting the CPU into logical devices must happen before TensorFlow's runtime starts
+(``setup(seed, logical_cpus=n)``), so the multi-replica checks run in a fresh Python process;
+the pytest process itself (one CPU device, set up by conftest) runs single-replica and error checks.
 """
 
 import json
-import subprocess
-import sys
 import textwrap
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+
+from bnhelpers import setup
+from bnhelpers.environment import run_python
 
 from bnhelpers.data import Split, load_digits
-from bnhelpers.distributed import (mirrored_strategy, replica_devices, replicated_bn_step, train_replicated,
-                                   use_logical_cpus)
-from bnhelpers.models import build_mlp
+from bnhelpers.training.distributed import (mirrored_strategy, replica_devices, replicated_bn_step,
+                                            train_replicated)
+from bnhelpers.models.mlp import build_mlp
 
 MULTI_REPLICA_SCRIPT = textwrap.dedent("""
     import json
     from bnhelpers import setup
-    rng = setup(0)
-    from bnhelpers.distributed import (use_logical_cpus, mirrored_strategy, replica_devices,
-                                       replicated_bn_step, train_replicated)
-    devices = use_logical_cpus(3)
-    assert use_logical_cpus(3) == devices   # idempotent
+    rng = setup(0, logical_cpus=3)
+    setup(0, logical_cpus=3)   # asking again for the same split changes nothing
+    import tensorflow as tf
+    from bnhelpers.training.distributed import (mirrored_strategy, replica_devices, replicated_bn_step,
+                                                train_replicated)
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     import keras
     import numpy as np
     from bnhelpers.data import Split, load_digits
-    from bnhelpers.models import build_mlp
+    from bnhelpers.models.mlp import build_mlp
 
     out = {"devices": devices, "replica_devices": replica_devices(3)}
     x = (rng.normal(0, 1, (12, 2, 2, 3)) * [1, 3, 0.5] + np.arange(12)[:, None, None, None]).astype("float32")
@@ -61,8 +64,7 @@ MULTI_REPLICA_SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def multi_replica():
-    proc = subprocess.run([sys.executable, "-c", MULTI_REPLICA_SCRIPT], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_python(MULTI_REPLICA_SCRIPT, timeout=600, what="the multi-replica script")
     line = next(li for li in proc.stdout.splitlines() if li.startswith("RESULT"))
     return json.loads(line[len("RESULT"):])
 
@@ -91,7 +93,7 @@ def test_synchronized_training_follows_the_single_device_run(multi_replica):
 
 
 def test_single_replica_in_process():
-    assert use_logical_cpus(1) == ["/device:CPU:0"]
+    assert [d.name for d in tf.config.list_logical_devices("CPU")] == ["/device:CPU:0"]
     x = np.random.default_rng(0).normal(1, 2, (8, 3)).astype(np.float32)
     single = keras.layers.BatchNormalization(momentum=0.0)
     y = single(x, training=True).numpy()
@@ -103,11 +105,13 @@ def test_single_replica_in_process():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="positive int"):
-        use_logical_cpus(0)
+    with pytest.raises(ValueError, match="logical_cpus must be a positive int or None"):
+        setup(0, logical_cpus=0)
+    with pytest.raises(RuntimeError, match="restart the kernel"):
+        setup(0, logical_cpus=2)       # this process's runtime has started with one CPU device
     with pytest.raises(ValueError, match="positive int"):
         replica_devices(True)
-    with pytest.raises(ValueError, match="use_logical_cpus"):
+    with pytest.raises(ValueError, match=r"setup\(seed, logical_cpus=64\)"):
         replica_devices(64)
     with pytest.raises(TypeError, match="float32"):
         replicated_bn_step(np.ones((4, 2)), mirrored_strategy(1), synchronized=True)

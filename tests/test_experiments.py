@@ -6,9 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bnhelpers.experiments import (LayerInputPercentiles, algorithm2_statistics, first_step_reaching,
-                                   format_bound, format_mean_sd, format_table, gap_recovered, mean_sd, percentile_drift)
-from bnhelpers.models import build_mlp
+from bnhelpers.core.reference import algorithm2_statistics
+from bnhelpers.reporting.summaries import first_step_reaching, format_mean_sd, gap_recovered, mean_sd
+from bnhelpers.reporting.tables import format_bound, format_table
+from bnhelpers.tools.probes import LayerInputPercentiles, percentile_drift
+from bnhelpers.models.mlp import build_mlp
 
 
 def test_mean_sd_uses_the_sample_standard_deviation():

@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bnhelpers.data import load_digits
-from bnhelpers.fast_training import (CompiledTrainer, accuracy, class_grouped_schedule, shuffled_schedule,
-                                     train_seeds, train_with_evaluation)
-from bnhelpers.models import build_mlp
+from bnhelpers.tools.probes import accuracy
+from bnhelpers.training.batches import class_grouped_schedule, shuffled_schedule
+from bnhelpers.training.compiled import CompiledTrainer, train_seeds, train_with_evaluation
+from bnhelpers.models.mlp import build_mlp
 
 
 @given(n=st.integers(2, 50), batch=st.integers(1, 10), steps=st.integers(1, 40), seed=st.integers(0, 99))

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bnhelpers import reference as ref
-from bnhelpers.folding import BN_TYPES, fold_batch_norm, fold_into_kernel, foldable_pairs
-from bnhelpers.layers import MomentsBatchNorm
+from bnhelpers.core import reference as ref
+from bnhelpers.tools.folding import fold_batch_norm, fold_into_kernel, foldable_pairs
+from bnhelpers.layers.batch_norm import MomentsBatchNorm
 
 
 def randomize_bn(model, seed=0):
@@ -71,7 +71,7 @@ def test_fold_into_kernel_is_algorithm_2_applied_to_the_layer():
     x, kernel, bias = rng.normal(size=(7, 4)), rng.normal(size=(4, 3)), rng.normal(size=3)
     gamma, beta, mean, var = rng.uniform(0.5, 2, 3), rng.normal(size=3), rng.normal(size=3), rng.uniform(0.5, 2, 3)
     k2, b2 = fold_into_kernel(kernel, bias, gamma, beta, mean, var, epsilon=1e-3)
-    expected = ref.batchnorm_inference(x @ kernel + bias, gamma, beta, mean, var, eps=1e-3)
+    expected = ref.batchnorm_inference(x @ kernel + bias, gamma, beta, mean, var, epsilon=1e-3)
     np.testing.assert_allclose(x @ k2 + b2, expected, rtol=1e-12, atol=1e-12)
     k3, b3 = fold_into_kernel(kernel, None, gamma, beta, mean, var)
     np.testing.assert_allclose(x @ k3 + b3,

@@ -1,12 +1,13 @@
-"""bnhelpers.freezing: keeping BN statistics fixed while fine-tuning."""
+"""bnhelpers.tools.freezing: keeping BN statistics fixed while fine-tuning."""
 
 import keras
 import numpy as np
 import pytest
 
-from bnhelpers.checks import changed, snapshot
-from bnhelpers.freezing import InferenceMode, freeze_bn_layers
-from bnhelpers.models import build_mlp, compile_classifier
+from bnhelpers.tools.checks import changed, snapshot
+from bnhelpers.tools.freezing import InferenceMode, freeze_bn_layers
+from bnhelpers.models.mlp import build_mlp
+from bnhelpers.training.loop import compile_classifier
 
 X = np.random.default_rng(0).normal(0.5, 1.0, (64, 8)).astype("float32")
 Y = (X[:, 0] > 0.5).astype("int64")

@@ -1,4 +1,4 @@
-"""bnhelpers.ghost.GhostBatchNormalization: BN over virtual batches."""
+"""bnhelpers.layers.ghost.GhostBatchNormalization: BN over virtual batches."""
 
 import keras
 import numpy as np
@@ -7,9 +7,9 @@ import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bnhelpers import reference as ref
-from bnhelpers.ghost import GhostBatchNormalization
-from bnhelpers.layers import MomentsBatchNorm
+from bnhelpers.core import reference as ref
+from bnhelpers.layers.ghost import GhostBatchNormalization
+from bnhelpers.layers.batch_norm import MomentsBatchNorm
 
 
 def _x(shape, seed=0):
@@ -25,7 +25,7 @@ def test_each_ghost_batch_is_normalized_on_its_own(n, v, rank, seed):
     axes = tuple(range(rank - 1))
     for start in range(0, n, v):
         chunk = x[start:start + v]
-        expected, _ = ref.batchnorm_forward(chunk, np.ones(3), np.zeros(3), axes=axes, eps=1e-3) \
+        expected, _ = ref.batchnorm_forward(chunk, np.ones(3), np.zeros(3), axes=axes, epsilon=1e-3) \
             if chunk.size // 3 > 1 else (np.zeros_like(chunk), None)
         np.testing.assert_allclose(y[start:start + v], expected, atol=1e-9)
 

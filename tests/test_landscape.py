@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bnhelpers.landscape import GradientDirectionProbe
-from bnhelpers.models import build_mlp
+from bnhelpers.tools.landscape import GradientDirectionProbe
+from bnhelpers.models.mlp import build_mlp
 
 
 def _setup(bn):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bnhelpers.layers import MomentsBatchNorm
+from bnhelpers.layers.batch_norm import MomentsBatchNorm
 
 SHAPES = {"dense": (16, 5), "nhwc": (8, 4, 4, 3)}
 

@@ -1,4 +1,4 @@
-"""bnhelpers.legacy: TF1 graph-mode BN through tf-keras.
+"""bnhelpers.training.legacy: TF1 graph-mode BN through tf-keras.
 
 tf-keras must be chosen before TensorFlow loads, and this pytest process runs
 Keras 3, so the graph-mode checks run once in a child process that prints its
@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bnhelpers import legacy
+from bnhelpers.training import legacy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ from bnhelpers import setup
 setup(0, legacy_keras=True)
 import numpy as np
 import tensorflow as tf
-from bnhelpers import legacy
+from bnhelpers.training import legacy
 
 v1 = tf.compat.v1
 rng = np.random.default_rng(0)

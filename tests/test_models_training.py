@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from bnhelpers.data import load_digits
-from bnhelpers.models import build_mlp, compile_classifier
-from bnhelpers.training import train
+from bnhelpers.models.mlp import build_mlp
+from bnhelpers.training.loop import compile_classifier
+from bnhelpers.training.loop import train
 
 
 def _layer_types(model):

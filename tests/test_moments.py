@@ -4,8 +4,8 @@ import numpy as np
 import tensorflow as tf
 from hypothesis import given, settings
 
-from bnhelpers import reference as ref
-from bnhelpers.moments import moments_batch_norm, moments_batch_norm_inference
+from bnhelpers.core import reference as ref
+from bnhelpers.core.moments import moments_batch_norm, moments_batch_norm_inference
 from strategies import batches
 
 
@@ -35,7 +35,7 @@ def test_float32_feature_with_large_mean_and_tiny_spread():
     rng = np.random.default_rng(0)
     x32 = (1e4 + 1e-2 * rng.standard_normal((256, 1))).astype(np.float32)
     y, _, var = moments_batch_norm(tf.constant(x32), np.ones(1), np.zeros(1), epsilon=1e-8)
-    expected, _ = ref.batchnorm_forward(x32, np.ones(1), np.zeros(1), eps=1e-8)
+    expected, _ = ref.batchnorm_forward(x32, np.ones(1), np.zeros(1), epsilon=1e-8)
     # float32 resolves 1e4 only to ~1e-3, so a few per cent of one standard deviation.
     np.testing.assert_allclose(y.numpy(), expected, atol=0.05)
     np.testing.assert_allclose(var.numpy(), x32.astype(np.float64).var(), rtol=0.05)

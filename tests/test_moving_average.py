@@ -1,4 +1,4 @@
-"""bnhelpers.moving_average: the EMA recursion and its three closed forms."""
+"""bnhelpers.core.moving_average: the EMA recursion and its three closed forms."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bnhelpers.moving_average import drift_lag, ema, noise_factor, warmup_steps
+from bnhelpers.core.moving_average import drift_lag, ema, noise_factor, steps_to_forget
 
 decays = st.floats(0.0, 0.995, exclude_max=False)
 
@@ -32,15 +32,15 @@ def test_ema_matches_keras_momentum_convention():
 
 @given(decays, st.sampled_from([0.5, 0.1, 0.01, 1e-4]))
 def test_warmup_is_the_first_step_below_tol(decay, tol):
-    k = warmup_steps(decay, tol)
+    k = steps_to_forget(decay, tol)
     assert decay**k <= tol
     assert k == 1 or decay ** (k - 1) > tol
 
 
 def test_warmup_values():
-    assert warmup_steps(0.5) == 7
-    assert warmup_steps(0.99) == 459
-    assert warmup_steps(0.0) == 1
+    assert steps_to_forget(0.5) == 7
+    assert steps_to_forget(0.99) == 459
+    assert steps_to_forget(0.0) == 1
 
 
 @pytest.mark.parametrize("decay", [0.5, 0.9, 0.99])
@@ -73,4 +73,4 @@ def test_bad_input():
     with pytest.raises(ValueError, match="non-empty"):
         ema([], 0.5)
     with pytest.raises(ValueError, match="tol"):
-        warmup_steps(0.5, tol=0.0)
+        steps_to_forget(0.5, tol=0.0)

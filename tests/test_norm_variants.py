@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from bnhelpers.models import build_mlp
-from bnhelpers.norm_variants import NoisyShiftScale, RenormRamp, noisy_batch_norm, reseed_noise
+from bnhelpers.models.mlp import build_mlp
+from bnhelpers.layers.variants import NoisyShiftScale, RenormRamp, noisy_batch_norm, reseed_noise
 
 
 def test_noise_is_identity_at_inference_and_affine_per_unit_in_training():

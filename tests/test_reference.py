@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 
-from bnhelpers import reference as ref
+from bnhelpers.core import reference as ref
 from strategies import batches
 
 
@@ -27,7 +27,7 @@ def test_forward_normalizes_each_kept_position(case):
 @given(batches())
 def test_forward_matches_the_textbook_formula(case):
     x, axes, gamma, beta = case
-    y, _ = ref.batchnorm_forward(x, gamma, beta, axes, eps=1e-5)
+    y, _ = ref.batchnorm_forward(x, gamma, beta, axes, epsilon=1e-5)
     keep = [1 if i in axes else s for i, s in enumerate(x.shape)]
     mu, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
     expected = gamma.reshape(keep) * (x - mu) / np.sqrt(var + 1e-5) + beta.reshape(keep)
@@ -77,7 +77,7 @@ def test_input_gradient_has_zero_sum_and_is_orthogonal_to_x_hat(case):
     """Exact for eps = 0; with eps > 0 the orthogonality is off by eps / (var + eps)."""
     x, axes, gamma, beta = case
     dy = np.random.default_rng(1).standard_normal(x.shape)
-    _, cache = ref.batchnorm_forward(x, gamma, beta, axes, eps=0.0)
+    _, cache = ref.batchnorm_forward(x, gamma, beta, axes, epsilon=0.0)
     dx, _, _ = ref.batchnorm_backward(dy, cache)
     scale = float(np.abs(cache.gamma * cache.inv_std).max() * np.abs(dy).max())  # size of the terms
     np.testing.assert_allclose(dx.sum(axis=axes) / scale, 0.0, atol=1e-9)

@@ -1,14 +1,14 @@
-"""bnhelpers.statistics: reading, writing and re-estimating BN population statistics."""
+"""bnhelpers.tools.population: reading, writing and re-estimating BN population statistics."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from bnhelpers.layers import MomentsBatchNorm
-from bnhelpers.statistics import (BNStatistics, adabn, bn_layers, estimate_bn_statistics,
-                                  get_bn_statistics, precise_bn, predict_with_batch_statistics,
-                                  set_bn_statistics)
+from bnhelpers.layers.batch_norm import MomentsBatchNorm
+from bnhelpers.layers.walk import bn_layers
+from bnhelpers.tools.population import (BNStatistics, adabn, estimate_bn_statistics, get_bn_statistics,
+                                        precise_bn, predict_with_batch_statistics, set_bn_statistics)
 
 
 def _mlp(seed=0, bn=keras.layers.BatchNormalization):

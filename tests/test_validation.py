@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from bnhelpers import BatchSizeOneWarning
-from bnhelpers import reference as ref
-from bnhelpers.moments import moments_batch_norm
+from bnhelpers.core import reference as ref
+from bnhelpers.core.moments import moments_batch_norm
 
 G, B = np.ones(3), np.zeros(3)
 FORWARDS = {
@@ -65,7 +65,7 @@ def test_negative_variance_and_bad_epsilon():
     with pytest.raises(ValueError, match="non-negative"):
         ref.affine_form(G, B, np.zeros(3), -np.ones(3))
     with pytest.raises(ValueError, match="eps"):
-        ref.batchnorm_forward(np.ones((4, 3)), G, B, eps=-1)
+        ref.batchnorm_forward(np.ones((4, 3)), G, B, epsilon=-1)
     with pytest.raises(ValueError, match="epsilon"):
         moments_batch_norm(tf.ones((4, 3)), G, B, epsilon=0.0)
 

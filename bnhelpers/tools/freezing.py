@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import keras
 
-from .statistics import bn_layers
+from ..layers.walk import bn_layers
 
 __all__ = ["freeze_bn_layers", "InferenceMode"]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from .validation import check_float
+from ..core.validation import check_float
 
 __all__ = ["MomentsBatchNorm"]
 

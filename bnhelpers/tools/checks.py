@@ -6,9 +6,6 @@
   happens when a custom loop calls ``model(x)`` instead of ``model(x, training=True)``.
 - :func:`snapshot` and :func:`changed`: copy every variable of a layer or model
   (keyed by ``variable.path``), then tell which ones differ later.
-- :func:`sgd_step`: one plain gradient step on a model or layer, with the
-  ``training`` flag made explicit; used to map out what ``trainable`` and
-  ``training`` do.
 - :class:`TrainingFlagProbe`: an identity layer that records the ``training``
   flag Keras passes to it (use ``run_eagerly=True`` to record every call).
 """
@@ -21,9 +18,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from .statistics import bn_layers
+from ..layers.walk import bn_layers
 
-__all__ = ["BNStatisticsNotUpdated", "expect_bn_update", "snapshot", "changed", "sgd_step",
+__all__ = ["BNStatisticsNotUpdated", "expect_bn_update", "snapshot", "changed",
            "TrainingFlagProbe"]
 
 
@@ -72,31 +69,6 @@ def expect_bn_update(model, atol: float = 0.0):
         raise BNStatisticsNotUpdated(
             f"the moving statistics of {len(stuck)} of {len(layers)} BN layers did not change: "
             f"{', '.join(stuck)}. Is the model called with training=True in the training step?")
-
-
-def sgd_step(model, x, y=None, *, training: bool, learning_rate: float = 0.1, loss_fn=None) -> float:
-    """One gradient-descent step on ``model.trainable_variables``; returns the loss.
-
-    ``loss_fn(y, output)`` defaults to the mean squared output when ``y`` is None
-    and to mean squared error otherwise. The model is called as
-    ``model(x, training=training)``, so the flag is always explicit.
-    """
-    if not isinstance(training, bool):
-        raise TypeError(f"training must be True or False, got {training!r}")
-    if learning_rate <= 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-    if loss_fn is None:
-        loss_fn = (lambda _, out: tf.reduce_mean(out**2)) if y is None else \
-            (lambda target, out: tf.reduce_mean((out - target) ** 2))
-    with tf.GradientTape() as tape:
-        out = model(x, training=training)
-        loss = loss_fn(y, out)
-    variables = model.trainable_variables
-    if variables:
-        for variable, grad in zip(variables, tape.gradient(loss, variables)):
-            if grad is not None:
-                variable.assign_sub(learning_rate * tf.cast(grad, variable.dtype))
-    return float(loss)
 
 
 @keras.saving.register_keras_serializable(package="bnhelpers")

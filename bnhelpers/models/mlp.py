@@ -1,5 +1,9 @@
 """Model builders shared by the chapters: multilayer perceptrons with or without BN.
 
+- :func:`build_mlp`: ``input_dim -> widths... -> n_outputs`` logits, the network of most experiments;
+- :func:`build_deep_regressor`: the deep ``1 -> 7 x 30 -> 1`` regressor of Morvan Zhou's BN
+  tutorial (chapter 4), built with :func:`build_mlp`.
+
 ``bn`` places the normalization layer:
 
 - ``None``: ``Dense -> activation``
@@ -11,6 +15,8 @@ differ only in ``bn`` start from identical Dense kernels. They are drawn in
 float32 and then cast (:class:`DrawnInFloat32`), so a network built after
 ``keras.config.set_floatx("float64")`` starts from exactly the weights of its
 float32 twin (chapters 4 to 8 train in float64, see the README's "Writing a chapter").
+
+Compile with :func:`bnhelpers.training.loop.compile_classifier`. Used in chapters 2 and 4 to 8.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Callable, Sequence
 
 import keras
 
-__all__ = ["build_mlp", "compile_classifier", "DrawnInFloat32"]
+from ..layers.batch_norm import MomentsBatchNorm
+
+__all__ = ["DrawnInFloat32", "build_mlp", "build_deep_regressor"]
 
 PLACEMENTS = (None, "pre", "post")
 
@@ -93,23 +101,26 @@ def build_mlp(
     return keras.Model(inputs, outputs, name=name or f"mlp_{bn or 'nobn'}_{activation}")
 
 
-def compile_classifier(model: keras.Model, optimizer: str = "sgd", learning_rate: float = 0.1,
-                       steps_per_execution: int = 1) -> keras.Model:
-    """Compile for integer labels and logits: sparse cross-entropy, accuracy metric.
+ACTIVATIONS = ("relu", "tanh")
 
-    ``steps_per_execution > 1`` runs that many training steps per call of the
-    compiled function: the same result, faster for small models (batch-level
-    callbacks then run once per call, not once per step).
+
+def build_deep_regressor(activation: str = "relu", *, bn: bool = False, depth: int = 7,
+                         width: int = 30, init_std: float = 1.0, momentum: float = 0.5,
+                         seed: int = 0) -> keras.Model:
+    """Zhou's tutorial's net: ``depth`` hidden layers of ``width`` units, input and output of size 1.
+
+    Kernels are N(0, ``init_std``^2) and identical with and without BN for the same
+    ``seed``. With ``bn=True`` every hidden layer is ``Dense(no bias) ->
+    MomentsBatchNorm(momentum) -> activation``; ``momentum`` is the EMA decay
+    of the moving statistics (the tutorial used 0.5).
     """
-    optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
-    if optimizer not in optimizers:
-        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {optimizer!r}")
-    if isinstance(steps_per_execution, bool) or not isinstance(steps_per_execution, int) or steps_per_execution < 1:
-        raise ValueError(f"steps_per_execution must be a positive int, got {steps_per_execution!r}")
-    model.compile(
-        optimizer=optimizers[optimizer](learning_rate=learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-        steps_per_execution=steps_per_execution,
-    )
-    return model
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if depth < 1 or width < 1:
+        raise ValueError(f"depth and width must be >= 1, got {depth} and {width}")
+    if init_std <= 0:
+        raise ValueError(f"init_std must be > 0, got {init_std}")
+    return build_mlp(1, 1, (width,) * depth, bn="pre" if bn else None, activation=activation,
+                     seed=seed, init_std=init_std,
+                     norm_factory=lambda: MomentsBatchNorm(momentum=momentum),
+                     name=f"deep_{activation}_{'bn' if bn else 'nobn'}")

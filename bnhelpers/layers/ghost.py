@@ -23,8 +23,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from .layers import MomentsBatchNorm
-from .validation import check_float
+from ..core.validation import check_float
+from .batch_norm import MomentsBatchNorm
 
 __all__ = ["GhostBatchNormalization"]
 
@@ -33,7 +33,7 @@ __all__ = ["GhostBatchNormalization"]
 class GhostBatchNormalization(MomentsBatchNorm):
     """Batch normalization over ghost batches of ``virtual_batch_size`` examples (see module docstring).
 
-    Other arguments and weights as in :class:`bnhelpers.layers.MomentsBatchNorm`.
+    Other arguments and weights as in :class:`bnhelpers.layers.batch_norm.MomentsBatchNorm`.
     """
 
     def __init__(self, virtual_batch_size: int, **kwargs):

@@ -1,4 +1,7 @@
-"""Input checks shared by every batch-normalization helper.
+"""Input checks shared by every helper: arrays and axes, momentum, epsilon, counts.
+
+Used by every module of the package (chapters meet it through the errors it raises, e.g. chapter 1's
+batch of one).
 
 Conventions: ``axes`` are the axes that are *reduced* (averaged over) when the
 statistics are computed. ``None`` means "every axis but the last", i.e. per
@@ -13,6 +16,10 @@ import warnings
 from typing import Iterable, Sequence
 
 import numpy as np
+
+
+__all__ = ["BatchSizeOneWarning", "dtype_of", "check_float", "check_momentum", "check_epsilon",
+           "check_positive_int", "normalize_axes", "param_shape", "broadcast_shape", "check_batch"]
 
 
 class BatchSizeOneWarning(UserWarning):
@@ -36,6 +43,40 @@ def check_float(x, name: str = "x") -> None:
             f"{name} must be a floating-point array, got dtype {dtype.name}; "
             f"cast it first, e.g. {name}.astype('float32')"
         )
+
+
+def check_momentum(momentum, name: str = "momentum") -> float:
+    """Return ``momentum`` as a float; ``TypeError`` unless a number, ``ValueError`` outside [0, 1].
+
+    Keras's convention throughout the package: the weight of the *old* average
+    (see :mod:`bnhelpers.core.moving_average`). 1 is allowed (the average never
+    changes); functions for which it is meaningless reject it themselves.
+    """
+    if isinstance(momentum, bool) or not isinstance(momentum, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {momentum!r}")
+    if not 0.0 <= float(momentum) <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {momentum}")
+    return float(momentum)
+
+
+def check_epsilon(epsilon, name: str = "epsilon") -> float:
+    """Return ``epsilon`` as a float; ``ValueError`` unless a finite number >= 0.
+
+    The functions of :mod:`bnhelpers.core` accept 0 (chapter 1 studies it); Keras
+    layers, and the layers of :mod:`bnhelpers.layers`, need it > 0.
+    """
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {epsilon!r}")
+    if not (np.isfinite(epsilon) and epsilon >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {epsilon}")
+    return float(epsilon)
+
+
+def check_positive_int(**values) -> None:
+    """``ValueError`` naming the first argument that is not an int >= 1 (bools are not ints here)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def normalize_axes(axes: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:

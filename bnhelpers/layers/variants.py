@@ -22,6 +22,8 @@ import math
 import keras
 import numpy as np
 
+from .walk import walk_layers
+
 __all__ = ["NoisyShiftScale", "noisy_batch_norm", "reseed_noise", "RenormRamp"]
 
 
@@ -79,15 +81,9 @@ def noisy_batch_norm(max_shift: float = 1.0, max_scale: float = 2.0, seed: int =
     return factory
 
 
-def _walk(layer):
-    yield layer
-    for child in getattr(layer, "layers", []):
-        yield from _walk(child)
-
-
 def reseed_noise(model, seed: int) -> int:
     """Reseed every :class:`NoisyShiftScale` in ``model`` (k-th gets ``seed * 1000 + k``); return how many."""
-    noisy = [layer for layer in _walk(model) if isinstance(layer, NoisyShiftScale)]
+    noisy = [layer for layer in walk_layers(model) if isinstance(layer, NoisyShiftScale)]
     for k, layer in enumerate(noisy, start=1):
         layer.reseed(seed * 1000 + k)
     return len(noisy)

@@ -26,6 +26,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from .batches import epoch_batches
+
 __all__ = ["GraphMLP", "build_graph_mlp", "train_epochs", "evaluate", "moving_statistics",
            "StreamReport", "batch_norm_on_streams"]
 
@@ -119,19 +121,14 @@ def _batches(n: int, batch_size: int):
 def train_epochs(sess, net: GraphMLP, x, y, *, epochs: int, batch_size: int, seed: int = 0) -> np.ndarray:
     """Run ``net.train_op`` on shuffled mini-batches (``phase=True``); return each step's loss.
 
-    The order is a NumPy permutation per epoch drawn from ``seed``, so two nets
-    trained with the same seed see the same batches.
+    The order is :func:`bnhelpers.training.batches.epoch_batches` (a NumPy permutation per
+    epoch drawn from ``seed``), so two nets trained with the same seed see the same batches.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
     if len(x) != len(y):
         raise ValueError(f"x and y disagree in length: {len(x)} vs {len(y)}")
-    rng = np.random.default_rng(seed)
     losses = []
-    for _ in range(epochs):
-        order = rng.permutation(len(x))
-        for part in _batches(len(x), batch_size):
-            idx = order[part]
+    for batches in epoch_batches(len(x), batch_size, epochs=epochs, seed=seed):
+        for idx in batches:
             _, loss = sess.run([net.train_op, net.loss], net.feed(x[idx], y[idx], True))
             losses.append(float(loss))
     return np.array(losses)

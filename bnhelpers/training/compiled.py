@@ -1,16 +1,14 @@
 """A compiled SGD loop for experiments that need many short runs (several seeds, sweeps).
 
-:func:`bnhelpers.training.train` calls ``train_on_batch`` once per step; here a
+:func:`bnhelpers.training.loop.train` calls ``train_on_batch`` once per step; here a
 whole chunk of steps runs inside one ``tf.function`` (a ``tf.while_loop``), which
 is several times faster for the small models of the book.
 
 Conventions:
 
 - A *schedule* is an int32 array of shape ``(steps, batch_size)``: row ``t``
-  holds the indices into ``x``/``y`` of the examples of step ``t``.
-  :func:`shuffled_schedule` gives ordinary i.i.d. mini-batches (epochs of
-  permutations), :func:`class_grouped_schedule` non-i.i.d. batches drawn from a
-  few classes each.
+  holds the indices into ``x``/``y`` of the examples of step ``t``
+  (:mod:`bnhelpers.training.batches` makes them).
 - :class:`CompiledTrainer` trains a Keras classifier that outputs logits for
   integer labels ``y`` (shape ``(N,)``) with plain SGD and sparse softmax
   cross-entropy. The learning rate is a variable, so changing it never
@@ -21,6 +19,8 @@ Conventions:
 - :func:`train_seeds` repeats that for several seeds on one traced model.
 - Features are cast to ``keras.config.floatx()`` (float32 unless a chapter
   trains in float64, see the README's "Writing a chapter").
+
+Used in chapters 6 and 7.
 """
 
 from __future__ import annotations
@@ -29,78 +29,11 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["shuffled_schedule", "class_grouped_schedule", "CompiledTrainer", "train_with_evaluation",
-           "train_seeds", "accuracy"]
+from ..core.validation import check_positive_int
+from ..layers.variants import reseed_noise
+from .steps import gradient_step
 
-
-def _check_positive(**values):
-    for name, value in values.items():
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-
-
-def shuffled_schedule(n: int, batch_size: int, steps: int, seed: int = 0) -> np.ndarray:
-    """``(steps, batch_size)`` indices: successive epochs of seeded permutations of ``range(n)``.
-
-    Each epoch contributes ``n // batch_size`` full batches (the remainder is dropped).
-    """
-    _check_positive(n=n, batch_size=batch_size, steps=steps)
-    if batch_size > n:
-        raise ValueError(f"batch_size {batch_size} is larger than the data set ({n})")
-    rng = np.random.default_rng(seed)
-    per_epoch = n // batch_size
-    epochs = -(-steps // per_epoch)
-    rows = [rng.permutation(n)[: per_epoch * batch_size].reshape(per_epoch, batch_size) for _ in range(epochs)]
-    return np.concatenate(rows)[:steps].astype(np.int32)
-
-
-def class_grouped_schedule(labels, batch_size: int, classes_per_batch: int, steps: int,
-                           seed: int = 0) -> np.ndarray:
-    """``(steps, batch_size)`` indices of non-i.i.d. batches (Ioffe 2017's setting).
-
-    Every batch picks ``classes_per_batch`` distinct classes at random and takes
-    ``batch_size // classes_per_batch`` random examples of each (without
-    replacement within a batch), so a batch holds only a few classes.
-    """
-    labels = np.asarray(labels)
-    if labels.ndim != 1:
-        raise ValueError(f"labels must be 1-D, got shape {labels.shape}")
-    _check_positive(batch_size=batch_size, classes_per_batch=classes_per_batch, steps=steps)
-    classes = np.unique(labels)
-    if classes_per_batch > len(classes):
-        raise ValueError(f"classes_per_batch {classes_per_batch} exceeds the {len(classes)} classes")
-    if batch_size % classes_per_batch:
-        raise ValueError(f"batch_size {batch_size} is not a multiple of classes_per_batch {classes_per_batch}")
-    per_class = batch_size // classes_per_batch
-    members = [np.flatnonzero(labels == c) for c in classes]
-    if min(len(m) for m in members) < per_class:
-        raise ValueError(f"some class has fewer than {per_class} examples")
-    rng = np.random.default_rng(seed)
-    out = np.empty((steps, batch_size), dtype=np.int32)
-    for t in range(steps):
-        chosen = rng.choice(len(classes), size=classes_per_batch, replace=False)
-        out[t] = np.concatenate([rng.choice(members[c], size=per_class, replace=False) for c in chosen])
-    return out
-
-
-def accuracy(model, x, y, *, training: bool = False) -> float:
-    """Fraction of ``argmax(model(x)) == y``.
-
-    ``training=True`` normalizes ``x`` with its own batch statistics, through
-    ``stateless_call``: the moving statistics are not updated.
-    """
-    import tensorflow as tf
-
-    import keras
-
-    x = tf.constant(np.asarray(x, dtype=keras.config.floatx()))
-    if training:
-        trainable = [v.value for v in model.trainable_variables]
-        non_trainable = [v.value for v in model.non_trainable_variables]
-        logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
-    else:
-        logits = model(x, training=False)
-    return float(np.mean(np.argmax(np.asarray(logits), axis=-1) == np.asarray(y)))
+__all__ = ["CompiledTrainer", "train_with_evaluation", "train_seeds"]
 
 
 class CompiledTrainer:
@@ -149,14 +82,10 @@ class CompiledTrainer:
 
         steps = tf.shape(schedule)[0]
         losses = tf.TensorArray(tf.float64, size=steps)
-        variables = self.model.trainable_variables
         for t in tf.range(steps):
             xb = tf.gather(self._x, schedule[t])
             yb = tf.gather(self._y, schedule[t])
-            with tf.GradientTape() as tape:
-                loss = self._loss(yb, self.model(xb, training=True))
-            grads = tape.gradient(loss, variables)
-            self.optimizer.apply_gradients(zip(grads, variables))
+            loss = gradient_step(self.model, self.optimizer, self._loss, xb, yb)
             losses = losses.write(t, tf.cast(loss, tf.float64))
         return losses.stack()
 
@@ -181,9 +110,9 @@ def train_with_evaluation(trainer: CompiledTrainer, schedule, eval_every: int,
     (every training loss, ``(steps,)``) and one stacked array per probe,
     ``(E, ...)``. ``stop(record_so_far)`` (lists so far) returning True ends
     training early; ``before_chunk(steps_taken)`` runs before each chunk (e.g.
-    :meth:`bnhelpers.norm_variants.RenormRamp.update`).
+    :meth:`bnhelpers.layers.variants.RenormRamp.update`).
     """
-    _check_positive(eval_every=eval_every)
+    check_positive_int(eval_every=eval_every)
     schedule = np.asarray(schedule)
     probes = dict(probes or {})
     if "step" in probes or "loss" in probes:
@@ -209,12 +138,10 @@ def train_seeds(make_model: Callable, x, y, *, seeds, schedule: Callable, learni
     ``make_model(seed)`` builds a fresh model (only its weights are used after
     the first), ``schedule(seed)`` gives its ``(steps, batch_size)`` indices,
     ``probes(model)`` builds the dict of probes once for the traced model.
-    Noise layers (:mod:`bnhelpers.norm_variants`) are reseeded with the seed.
+    Noise layers (:mod:`bnhelpers.layers.variants`) are reseeded with the seed.
     Pass ``trainer`` to reuse an earlier trace (e.g. across learning rates).
     The trainer's model keeps the weights of the last seed.
     """
-    from .norm_variants import reseed_noise
-
     seeds = list(seeds)
     if not seeds:
         raise ValueError("seeds must not be empty")

@@ -8,7 +8,7 @@ every replica normalizes with the statistics of the whole global batch, exactly 
 device would (*synchronized* BN).
 
 The same code runs on one machine with several GPUs (one replica per GPU) and, for this
-book, on a CPU split into several *logical* devices (:func:`use_logical_cpus`).
+book, on a CPU split into several *logical* devices (``bnhelpers.setup(seed, logical_cpus=n)``).
 :func:`replica_devices` picks GPUs when enough are visible and logical CPUs otherwise.
 
 Conventions: global batches are split into contiguous slices, replica ``i`` gets rows
@@ -25,8 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from .steps import gradient_step
+
 __all__ = [
-    "use_logical_cpus",
     "replica_devices",
     "mirrored_strategy",
     "replica_values",
@@ -37,37 +38,9 @@ __all__ = [
 ]
 
 
-def use_logical_cpus(n: int, seed: int = 0) -> list[str]:
-    """Split the first physical CPU into ``n`` logical devices; return their names.
-
-    TensorFlow fixes its devices when its runtime starts (at the first op). If that has
-    already happened -- ``bnhelpers.setup`` runs an op -- this resets TensorFlow's eager
-    context (a private API, ``context._reset_context``) and re-seeds with ``seed``. Call
-    it right after ``setup()``, before creating any variable, layer or model: objects
-    created before the reset are invalid after it. Calling it again with the same ``n``
-    changes nothing.
-    """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    cpu = tf.config.list_physical_devices("CPU")[0]
-    current = tf.config.get_logical_device_configuration(cpu)
-    if (current is None and n == 1) or (current is not None and len(current) == n):
-        return [d.name for d in tf.config.list_logical_devices("CPU")]
-    wanted = [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
-    try:
-        tf.config.set_logical_device_configuration(cpu, wanted)
-    except RuntimeError:  # "Virtual devices cannot be modified after being initialized"
-        from tensorflow.python.eager import context
-
-        context._reset_context()
-        tf.config.set_logical_device_configuration(cpu, wanted)
-        keras.utils.set_random_seed(int(seed))
-    return [d.name for d in tf.config.list_logical_devices("CPU")]
-
-
 def replica_devices(n: int) -> list[str]:
     """``n`` device names for ``n`` replicas: the first ``n`` GPUs if that many are visible,
-    otherwise ``n`` logical CPUs (``ValueError`` if fewer exist; see :func:`use_logical_cpus`)."""
+    otherwise ``n`` logical CPUs (``ValueError`` if fewer exist: see ``setup(logical_cpus=n)``)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     gpus = tf.config.list_logical_devices("GPU")
@@ -76,7 +49,7 @@ def replica_devices(n: int) -> list[str]:
     cpus = tf.config.list_logical_devices("CPU")
     if len(cpus) < n:
         raise ValueError(f"{n} replicas need {n} devices, but TensorFlow sees {len(gpus)} GPU(s) and "
-                         f"{len(cpus)} CPU device(s); call use_logical_cpus({n}) right after setup()")
+                         f"{len(cpus)} CPU device(s); start the process with setup(seed, logical_cpus={n})")
     return [d.name for d in cpus[:n]]
 
 
@@ -183,12 +156,8 @@ def train_replicated(build_model: Callable[[], keras.Model], split, strategy, *,
             .shuffle(len(split.x_train), seed=seed).batch(global_batch, drop_remainder=True).repeat(epochs))
     iterator = iter(strategy.experimental_distribute_dataset(data))
 
-    def replica_step(x, y):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_sum(loss_fn(y, model(x, training=True))) / global_batch
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+    def replica_step(x, y):  # this replica's share of the mean loss over the global batch
+        return gradient_step(model, optimizer, lambda y, out: tf.reduce_sum(loss_fn(y, out)) / global_batch, x, y)
 
     @tf.function
     def run_epoch(iterator, n_steps):

@@ -1,6 +1,6 @@
 """Batch normalization from TensorFlow's primitives: ``tf.nn.moments`` + ``tf.nn.batch_normalization``.
 
-Axis conventions as in :mod:`bnhelpers.validation`: ``axes`` are reduced;
+Axis conventions as in :mod:`bnhelpers.core.validation`: ``axes`` are reduced;
 ``None`` means all but the last (``[0]`` for dense ``(N, C)``, ``[0, 1, 2]``
 for NHWC images). ``tf.nn.moments`` returns the *biased* variance (divides by m).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .validation import broadcast_shape, check_batch, param_shape
+from .validation import broadcast_shape, check_batch, check_epsilon, param_shape
 
 __all__ = ["moments_batch_norm", "moments_batch_norm_inference"]
 
@@ -25,8 +25,7 @@ def moments_batch_norm(x, gamma, beta, axes=None, epsilon: float = 1e-3):
     Returns ``(y, mean, variance)``: ``y`` like ``x``; ``mean`` and the biased
     ``variance`` with the parameter shape. Differentiable with ``tf.GradientTape``.
     """
-    if epsilon <= 0:
-        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    epsilon = check_epsilon(epsilon)
     axes = check_batch(x, axes, training=True, params={"gamma": gamma, "beta": beta})
     x = tf.convert_to_tensor(x)
     bshape = broadcast_shape(x.shape, axes)
@@ -47,6 +46,7 @@ def moments_batch_norm_inference(x, gamma, beta, mean, variance, axes=None, epsi
     """Inference-mode BN with given population ``mean`` and ``variance`` (parameter shape)."""
     params = {"gamma": gamma, "beta": beta, "mean": mean, "variance": variance}
     axes = check_batch(x, axes, training=False, params=params)
+    epsilon = check_epsilon(epsilon)
     x = tf.convert_to_tensor(x)
     bshape = broadcast_shape(x.shape, axes)
     return tf.nn.batch_normalization(

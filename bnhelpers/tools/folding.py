@@ -1,7 +1,7 @@
 """Fold inference-mode batch normalization into the ``Dense`` or ``Conv2D`` layer before it.
 
 In inference mode BN is one affine map per channel (Ioffe & Szegedy 2015, Algorithm 2;
-:func:`bnhelpers.reference.affine_form`)::
+:func:`bnhelpers.core.reference.affine_form`)::
 
     bn(z) = scale * z + shift,   scale = gamma / sqrt(moving_variance + epsilon),
                                  shift = beta - moving_mean * scale
@@ -23,8 +23,9 @@ equals the original **in inference mode** (``training=False``, ``predict``). A B
 fold raises ``ValueError`` naming the layer: BN after any other layer (or after an
 activation), BN whose input feeds another layer too, BN on a non-channel axis, a
 channels_first convolution, a shared BN layer, BN inside a nested model, a model
-not built from ``keras.Input``. ``keras.layers.BatchNormalization``
-and :class:`bnhelpers.layers.MomentsBatchNorm` are recognized as BN.
+not built from ``keras.Input``. Every layer that :func:`bnhelpers.layers.walk.is_batch_norm`
+recognizes is folded: ``keras.layers.BatchNormalization``, ``MomentsBatchNorm`` and
+``GhostBatchNormalization`` (all three are the same affine map in inference mode).
 """
 
 from __future__ import annotations
@@ -32,12 +33,11 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from .layers import MomentsBatchNorm
-from .reference import affine_form
+from ..core.reference import affine_form
+from ..layers.walk import is_batch_norm, walk_layers
 
-__all__ = ["BN_TYPES", "FOLDABLE_TYPES", "fold_into_kernel", "foldable_pairs", "fold_batch_norm"]
+__all__ = ["FOLDABLE_TYPES", "bn_parameters", "fold_into_kernel", "foldable_pairs", "fold_batch_norm"]
 
-BN_TYPES = (keras.layers.BatchNormalization, MomentsBatchNorm)
 FOLDABLE_TYPES = (keras.layers.Dense, keras.layers.Conv2D)
 
 
@@ -46,9 +46,9 @@ def bn_parameters(bn) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, f
 
     A missing ``gamma`` (``scale=False``) is ones, a missing ``beta`` (``center=False``) zeros.
     """
-    if not isinstance(bn, BN_TYPES):
+    if not (isinstance(bn, keras.layers.Layer) and hasattr(bn, "moving_mean") and hasattr(bn, "epsilon")):
         raise TypeError(f"expected a batch-normalization layer, got {type(bn).__name__}")
-    if getattr(bn, "moving_mean", None) is None:
+    if not is_batch_norm(bn):
         raise ValueError(f"BN layer {bn.name!r} is not built: call the model on data first")
     mean = np.asarray(bn.moving_mean.numpy(), dtype=np.float64)
     variance = np.asarray(bn.moving_variance.numpy(), dtype=np.float64)
@@ -93,8 +93,7 @@ def _functional_view(model):
 
 
 def _contains_bn(layer) -> bool:
-    return any(isinstance(inner, BN_TYPES) or (isinstance(inner, keras.Model) and _contains_bn(inner))
-               for inner in getattr(layer, "layers", []))
+    return any(is_batch_norm(inner) for inner in walk_layers(layer))
 
 
 def _trace_calls(graph):
@@ -140,7 +139,7 @@ def foldable_pairs(model) -> list[tuple[keras.layers.Layer, keras.layers.Layer]]
 
     pairs = []
     for bn, inputs, _ in calls:
-        if not isinstance(bn, BN_TYPES):
+        if not is_batch_norm(bn):
             continue
         where = f"BN layer {bn.name!r}"
         bn_input = inputs[0]

@@ -1,10 +1,10 @@
 """Read, write and re-estimate the population statistics of a model's BN layers.
 
-A *BN layer* is any layer with ``moving_mean`` and ``moving_variance`` weights:
-``keras.layers.BatchNormalization`` (with or without ``renorm``),
-:class:`bnhelpers.layers.MomentsBatchNorm` and
-:class:`bnhelpers.ghost.GhostBatchNormalization`. Layers are found recursively,
-so nested models and layers that contain BN layers work too.
+A *BN layer* is any layer with ``moving_mean`` and ``moving_variance`` weights
+(:func:`bnhelpers.layers.walk.is_batch_norm`): ``keras.layers.BatchNormalization``
+(with or without ``renorm``), ``MomentsBatchNorm`` and ``GhostBatchNormalization``.
+Layers are found with :func:`bnhelpers.layers.walk.bn_layers`, so nested models and
+layers that hold BN layers work too.
 
 Statistics are returned as ``{layer.path: BNStatistics(mean, variance)}``: one
 float64 array of shape ``(C,)`` each, ``C`` being the size of the layer's
@@ -53,9 +53,10 @@ from typing import Iterable, NamedTuple
 
 import numpy as np
 
+from ..layers.walk import bn_layers
+
 __all__ = [
     "BNStatistics",
-    "bn_layers",
     "get_bn_statistics",
     "set_bn_statistics",
     "estimate_bn_statistics",
@@ -72,29 +73,6 @@ class BNStatistics(NamedTuple):
 
     mean: np.ndarray
     variance: np.ndarray
-
-
-def _is_bn(layer) -> bool:
-    return hasattr(layer, "moving_mean") and hasattr(layer, "moving_variance") and \
-        getattr(layer, "moving_mean", None) is not None
-
-
-def bn_layers(model) -> list:
-    """Every built BN layer inside ``model`` (recursively), without duplicates.
-
-    Raises ``TypeError`` for something that is not a Keras layer or model and
-    ``ValueError`` when it contains no built BN layer (build the model first,
-    e.g. by calling it once or creating it with ``keras.Input``).
-    """
-    flatten = getattr(model, "_flatten_layers", None)
-    if flatten is None:
-        raise TypeError(f"expected a Keras model or layer, got {type(model).__name__}")
-    layers = [layer for layer in flatten(include_self=True, recursive=True) if _is_bn(layer)]
-    if not layers:
-        raise ValueError(
-            f"{getattr(model, 'name', model)!r} has no built batch-normalization layer "
-            "(a layer with moving_mean and moving_variance weights)")
-    return layers
 
 
 def _channel_axis(layer, rank: int) -> int:

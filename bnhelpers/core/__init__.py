@@ -1,0 +1,7 @@
+"""The math of batch normalization: NumPy and ``tf.nn`` functions, no Keras layers.
+
+``validation`` (input checks), ``reference`` (NumPy float64 forward, backward,
+inference, Algorithm 2), ``moments`` (``tf.nn.moments`` + ``tf.nn.batch_normalization``),
+``moving_average`` (EMA) and ``conventions`` (Keras vs PyTorch). Only ``moments``
+imports TensorFlow.
+"""

@@ -1,0 +1,3 @@
+"""Tools that work on a built model: ``population`` (moving statistics, PreciseBN, AdaBN),
+``freezing``, ``checks``, ``folding``, ``probes``, ``landscape`` (loss smoothness) and
+``keras_versions`` (what a Keras version does with BN, and porting between versions)."""
