@@ -3,7 +3,7 @@
 Times training-mode BN forward and forward+backward for Keras 3's layer, tf-keras's fused
 layer, ``tf.nn.moments`` + ``tf.nn.batch_normalization`` and ``bnhelpers.layers.batch_norm.MomentsBatchNorm``,
 each in a ``tf.function`` with and without XLA, on NHWC inputs of several sizes, next to a
-copy measured in the same run. See ``bnhelpers/benchmark.py`` for how bytes are counted.
+copy measured in the same run. See ``bnhelpers/speed/bn_speed.py`` for how bytes are counted.
 
 TensorFlow runs with its own defaults here (oneDNN as TensorFlow decides, no op determinism),
 unlike the book's notebooks. Runs on whatever device TensorFlow places ops on (a GPU if visible).
@@ -50,24 +50,24 @@ def main(argv=None) -> int:
         import tensorflow as tf
 
         tf.constant(0.0) + 1.0
-    from bnhelpers import benchmark as bench
+    from bnhelpers.speed import bn_speed, report, timing
 
-    print(f"device: {bench.device_description()}")
+    print(f"device: {timing.device_description()}")
     print(f"TensorFlow {tf.__version__}, TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}")
     print(f"sizes: {', '.join(f'{n} {SIZES[n]}' for n in args.sizes)}; dtypes: {', '.join(args.dtypes)}")
     print("bytes moved per call: forward 2 x size(x), forward+backward 5 x size(x), copy 2 x size(x)\n")
     start = time.perf_counter()
-    results = bench.benchmark([SIZES[n] for n in args.sizes], dtypes=args.dtypes, repeats=args.repeats)
-    print(bench.format_table(results))
+    results = bn_speed.benchmark([SIZES[n] for n in args.sizes], dtypes=args.dtypes, repeats=args.repeats)
+    print(report.timing_table(results))
     print()
-    print("\n".join(bench.summary_lines(results)))
+    print("\n".join(report.summary_lines(results)))
     for t in results:
         if t.status != "ok":
             print(f"not run: {t.variant} {'XLA' if t.jit else 'graph'} {t.mode} {t.dtype} {t.shape}: {t.status}")
     print(f"\n({time.perf_counter() - start:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"device": bench.device_description(), "results": bench.as_records(results)}, f, indent=1)
+            json.dump({"device": timing.device_description(), "results": report.as_records(results)}, f, indent=1)
     return 0
 
 

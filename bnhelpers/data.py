@@ -6,6 +6,8 @@
 - :func:`shifted_gaussian`: the 1-D "is x above its centre" task of a Stack Overflow question (chapter 5).
 - :func:`random_images`: NHWC float32 noise images.
 All return float32 features; labels are int64 class ids or float32 targets.
+
+Chapters: 1, 2, 3, 4, 5, 6, 7, 8.
 """
 
 from __future__ import annotations

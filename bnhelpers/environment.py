@@ -6,7 +6,9 @@ descriptor 2 pointed at ``/dev/null`` (TensorFlow's C++ start-up notices ignore
 ``TF_CPP_MIN_LOG_LEVEL`` and would otherwise end up in a notebook's stored
 stderr), runs TensorFlow's CPU kernels on one thread with Eigen's own matrix
 multiply, seeds Python, NumPy and TensorFlow, turns on op determinism and sets
-the plot defaults used throughout the book.
+the plot defaults used throughout the book. Python's string hashing is not seeded:
+it is fixed when the interpreter starts, before ``setup`` can run, and nothing in
+the book depends on it.
 
 Round-off and the CPU: a matrix multiply sums its terms in an order that depends
 on the machine. oneDNN's ``sgemm`` (which TensorFlow's Eigen contraction calls
@@ -18,6 +20,8 @@ the CPU reports, so results can still differ in the last bits from machine to
 machine, and training amplifies such differences. The book therefore prints only
 what holds on every CPU (see the README, "Writing a chapter");
 ``make portability`` checks it.
+
+Chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import warnings
 import numpy as np
 
 __all__ = ["setup", "silenced_stderr", "run_python"]
+
+THIRD_PARTY_NOISE = r"(tensorflow|tf_keras|keras|google\.protobuf|absl|h5py|flatbuffers)(\.|$)"
 
 PLOT_DEFAULTS = {
     "figure.figsize": (6.4, 4.0),
@@ -114,7 +120,6 @@ def setup(seed: int = 0, *, legacy_keras: bool = False, threads: int | None = 1,
     # float32 training bit-identical across CPUs: Eigen's cache-size blocking remains.
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("TENSORFLOW_USE_CUSTOM_CONTRACTION_KERNEL", "0")
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
 
     with silenced_stderr():
         import tensorflow as tf
@@ -130,7 +135,9 @@ def setup(seed: int = 0, *, legacy_keras: bool = False, threads: int | None = 1,
             import keras
     tf.get_logger().setLevel(logging.ERROR)
     logging.getLogger("absl").setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # Deprecation notices that TensorFlow's and Keras's own modules raise about their internals: a reader cannot act
+    # on them. A deprecated call in a notebook is attributed to the notebook and still shows.
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module=THIRD_PARTY_NOISE)
 
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()

@@ -7,21 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from book_toc import toc_files
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "book").glob("*.ipynb"))
-
-
-def _toc_files(entries):
-    for entry in entries:
-        if "file" in entry:
-            yield entry["file"]
-        for key in ("chapters", "sections", "parts"):
-            yield from _toc_files(entry.get(key, []))
-
-
-def toc_files():
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"], *_toc_files(toc.get("chapters", []) + toc.get("parts", []))]
 
 
 def test_toc_and_notebooks_are_the_same_set():

@@ -1,4 +1,4 @@
-"""The bundled and synthetic data sets."""
+"""bnhelpers.data: the bundled and synthetic data sets."""
 
 import numpy as np
 import pytest
@@ -16,7 +16,7 @@ def test_digits_split_is_stratified_scaled_and_fixed():
     test_freq = np.bincount(a.y_test) / len(a.y_test)
     np.testing.assert_allclose(train_freq, test_freq, atol=0.01)
     assert data.load_digits(images=True).x_test.shape[1:] == (8, 8, 1)
-    with pytest.raises(ValueError, match="test_size"):
+    with pytest.raises(ValueError, match=r"test_size must be in \(0, 1\), got 1.5"):
         data.load_digits(test_size=1.5)
 
 
@@ -27,8 +27,10 @@ def test_quadratic_regression_follows_the_seed_recipe():
     np.testing.assert_allclose(y, x.astype(np.float64) ** 2 - 5, atol=1e-5)
     _, noisy = data.quadratic_regression(n=5000, noise_std=8.0, low=0, high=0)
     assert abs(noisy.std() - 8.0) < 0.3
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="n must be >= 2, got 1"):
         data.quadratic_regression(n=1)
+    with pytest.raises(ValueError, match="noise_std must be >= 0, got -1"):
+        data.quadratic_regression(noise_std=-1)
 
 
 def test_shifted_gaussian_labels_are_relative_to_the_shift():
@@ -41,5 +43,5 @@ def test_shifted_gaussian_labels_are_relative_to_the_shift():
 def test_random_images_are_nhwc():
     x = data.random_images(3, 5, 4, 2, mean=1.0, std=0.1)
     assert x.shape == (3, 5, 4, 2) and x.dtype == np.float32
-    with pytest.raises(ValueError, match="dimension"):
+    with pytest.raises(ValueError, match=r"every dimension must be >= 1, got \(0, 1, 1, 1\)"):
         data.random_images(0, 1, 1, 1)

@@ -1,14 +1,15 @@
-"""setup(): quiet, seeded and deterministic."""
+"""bnhelpers.environment: setup() (quiet, seeded, deterministic; threads and logical CPUs) and run_python,
+the one way the tests and the package run code in a fresh Python process."""
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from bnhelpers import setup
+from bnhelpers.environment import run_python
 
 
 def test_same_seed_same_numbers():
@@ -20,21 +21,27 @@ def test_same_seed_same_numbers():
 
 
 def test_bad_seed():
-    with pytest.raises(ValueError, match="seed"):
+    with pytest.raises(ValueError, match="seed must be a non-negative int, got -1"):
         setup(-1)
 
 
 def test_switching_keras_after_import_is_refused():
-    with pytest.raises(RuntimeError, match="restart the kernel"):
+    with pytest.raises(RuntimeError, match="TensorFlow is already imported with the other Keras; restart the kernel"):
         setup(0, legacy_keras=True)
+
+
+# The child starts without the TF_* and KERAS* variables this process set, as a fresh shell would:
+# run_python can only add variables, so the child removes them before anything reads them.
+CLEAN_START = ("import os\n"
+               "for key in [k for k in os.environ if k.startswith(('TF_', 'KERAS'))]:\n"
+               "    del os.environ[key]\n")
 
 
 @pytest.mark.parametrize("legacy", [False, True])
 def test_import_writes_nothing_to_stderr(legacy):
-    code = f"from bnhelpers import setup; setup(0, legacy_keras={legacy}); import tensorflow as tf; print(tf.reduce_sum(tf.ones(3)).numpy())"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "KERAS"))}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
+    code = CLEAN_START + (f"from bnhelpers import setup; setup(0, legacy_keras={legacy}); import tensorflow as tf; "
+                          "print(tf.reduce_sum(tf.ones(3)).numpy())")
+    done = run_python(code, timeout=120, what="the import probe")
     assert done.stdout.strip() == "3.0"
     assert done.stderr == ""
 
@@ -46,15 +53,54 @@ def test_kernels_that_depend_on_the_cpu_are_off():
     assert tf.config.threading.get_intra_op_parallelism_threads() == 1
 
 
-@pytest.mark.parametrize("threads", [0, -2, 1.5, "2"])
-def test_bad_thread_count(threads):
-    with pytest.raises(ValueError, match="threads"):
-        setup(0, threads=threads)
+@pytest.mark.parametrize("name", ["threads", "logical_cpus"])
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "2", True])
+def test_bad_thread_or_logical_cpu_count(name, bad):
+    with pytest.raises(ValueError, match=f"{name} must be a positive int or None, got {bad!r}"):
+        setup(0, **{name: bad})
+
+
+def test_logical_cpus_cannot_change_after_the_runtime_started():
+    setup(0, logical_cpus=1)           # the split this process already has: nothing to do
+    assert len(tf.config.list_logical_devices("CPU")) == 1
+    with pytest.raises(RuntimeError, match=r"restart the kernel and call setup\(\.\.\., logical_cpus=2\)"):
+        setup(0, logical_cpus=2)
 
 
 def test_thread_count_is_set_on_first_import():
     code = ("from bnhelpers import setup; setup(0, threads=2); import tensorflow as tf; "
             "print(tf.config.threading.get_intra_op_parallelism_threads())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "2"
+    assert run_python(code, timeout=120).stdout.strip() == "2"
+
+
+def test_run_python_returns_the_finished_process_with_its_output():
+    done = run_python("import sys; print(sys.argv[1:]); print('note', file=sys.stderr)", "a", "b c")
+    assert done.returncode == 0
+    assert done.stdout == "['a', 'b c']\n" and done.stderr == "note\n"
+
+
+def test_run_python_passes_env_and_drops_the_keras_choice():
+    code = "import os; print(os.environ.get('BN_TEST_VALUE'), os.environ.get('TF_USE_LEGACY_KERAS'))"
+    assert os.environ["TF_USE_LEGACY_KERAS"] == "0"    # set by setup() in this process
+    assert run_python(code).stdout.split() == ["None", "None"]
+    assert run_python(code, env={"BN_TEST_VALUE": "x", "TF_USE_LEGACY_KERAS": "1"}).stdout.split() == ["x", "1"]
+
+
+def test_run_python_failure_names_what_and_the_childs_stderr():
+    code = "import sys; sys.stderr.write('x' * 5000 + 'boom from the child'); sys.exit(3)"
+    with pytest.raises(RuntimeError, match=r"^the probe failed \(exit 3\): x+boom from the child$") as caught:
+        run_python(code, what="the probe")
+    assert len(str(caught.value)) < 2100                # only the end of a long stderr
+    with pytest.raises(RuntimeError, match=r"(?s)the child process failed \(exit 1\): Traceback.*ZeroDivisionError: division by zero"):
+        run_python("1 / 0")
+
+
+def test_run_python_timeout():
+    with pytest.raises(subprocess.TimeoutExpired, match="timed out after 0.5 seconds"):
+        run_python("import time; time.sleep(30)", timeout=0.5)
+
+
+def test_silenced_stderr_hides_file_descriptor_2_and_restores_it():
+    code = ("import os; from bnhelpers.environment import silenced_stderr\n"
+            "with silenced_stderr():\n    os.write(2, b'hidden')\nos.write(2, b'shown')")
+    assert run_python(code).stderr == "shown"

@@ -1,4 +1,4 @@
-"""fold_batch_norm: folded models equal the originals in inference mode; clear errors otherwise."""
+"""bnhelpers.tools.folding: fold_batch_norm: folded models equal the originals in inference mode; clear errors otherwise."""
 
 import keras
 import numpy as np
@@ -7,15 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bnhelpers.core import reference as ref
-from bnhelpers.tools.folding import fold_batch_norm, fold_into_kernel, foldable_pairs
 from bnhelpers.layers.batch_norm import MomentsBatchNorm
+from bnhelpers.layers.walk import is_batch_norm
+from bnhelpers.tools.folding import bn_parameters, fold_batch_norm, fold_into_kernel, foldable_pairs
 
 
 def randomize_bn(model, seed=0):
     """Give every BN non-trivial gamma, beta and moving statistics."""
     rng = np.random.default_rng(seed)
     for layer in model.layers:
-        if isinstance(layer, BN_TYPES):
+        if is_batch_norm(layer):
             c = layer.moving_mean.shape[0]
             values = {"gamma": rng.uniform(0.5, 2, c), "beta": rng.normal(0, 1, c),
                       "moving_mean": rng.normal(0, 1, c), "moving_variance": rng.uniform(0.5, 2, c)}
@@ -27,7 +28,7 @@ def randomize_bn(model, seed=0):
 
 def assert_folds_exactly(model, x, call=None):
     folded = fold_batch_norm(model)
-    assert not any(isinstance(layer, BN_TYPES) for layer in folded.layers)
+    assert not any(is_batch_norm(layer) for layer in folded.layers)
     call = call or (lambda m, v: m(v, training=False))
     expected, got = call(model, x), call(folded, x)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
@@ -79,11 +80,11 @@ def test_fold_into_kernel_is_algorithm_2_applied_to_the_layer():
 
 
 def test_fold_into_kernel_checks_shapes():
-    with pytest.raises(ValueError, match="output channels"):
+    with pytest.raises(ValueError, match=r"BN parameters have shape \(4,\), the kernel has 3 output channels"):
         fold_into_kernel(np.ones((2, 3)), None, *[np.ones(4)] * 4)
-    with pytest.raises(ValueError, match="bias"):
+    with pytest.raises(ValueError, match=r"bias has shape \(2,\), expected \(3,\)"):
         fold_into_kernel(np.ones((2, 3)), np.ones(2), *[np.ones(3)] * 4)
-    with pytest.raises(ValueError, match="rank"):
+    with pytest.raises(ValueError, match=r"kernel must have rank >= 2 with output channels last, got shape \(3,\)"):
         fold_into_kernel(np.ones(3), None, *[np.ones(3)] * 4)
 
 
@@ -164,16 +165,31 @@ def test_shared_bn_and_nested_models_raise():
     inputs = keras.Input((4,))
     bn = keras.layers.BatchNormalization()
     shared = keras.Model(inputs, [bn(keras.layers.Dense(4)(inputs)), bn(keras.layers.Dense(4)(inputs))])
-    with pytest.raises(ValueError, match="shared"):
+    with pytest.raises(ValueError, match=r"layer .* is shared \(called more than once\)"):
         fold_batch_norm(shared)
     inner = _seq(keras.layers.Dense(3), keras.layers.BatchNormalization(), shape=(4,))
     outer = keras.Model(inputs, inner(inputs))
-    with pytest.raises(ValueError, match="nested model"):
+    with pytest.raises(ValueError, match="nested model .* contains BN layers; fold it on its own"):
         fold_batch_norm(outer)
 
 
 def test_bad_inputs():
-    with pytest.raises(TypeError, match="keras.Model"):
+    with pytest.raises(TypeError, match="expected a keras.Model, got Dense"):
         fold_batch_norm(keras.layers.Dense(3))
-    with pytest.raises(ValueError, match="keras.Input"):
+    with pytest.raises(ValueError, match="has no symbolic inputs: build it from keras.Input"):
         fold_batch_norm(keras.Sequential([keras.layers.Dense(3), keras.layers.BatchNormalization()]))
+
+
+def test_bn_parameters_reads_a_built_layer_and_fills_in_missing_gamma_and_beta():
+    layer = keras.layers.BatchNormalization(epsilon=0.01, center=False, scale=False)
+    with pytest.raises(ValueError, match="BN layer .* is not built: call the model on data first"):
+        bn_parameters(layer)
+    layer.build((None, 3))
+    layer.moving_mean.assign([1.0, 2.0, 3.0])
+    gamma, beta, mean, variance, epsilon = bn_parameters(layer)
+    np.testing.assert_array_equal(gamma, np.ones(3))
+    np.testing.assert_array_equal(beta, np.zeros(3))
+    np.testing.assert_array_equal(mean, [1.0, 2.0, 3.0])
+    assert mean.dtype == variance.dtype == np.float64 and epsilon == pytest.approx(0.01)
+    with pytest.raises(TypeError, match="expected a batch-normalization layer, got Dense"):
+        bn_parameters(keras.layers.Dense(2))

@@ -54,7 +54,7 @@ def test_inference_mode_output_and_errors():
     wrapped = InferenceMode(base)
     np.testing.assert_allclose(wrapped(X, training=True).numpy(), base(X, training=False).numpy(), atol=1e-6)
     assert wrapped.compute_output_shape((None, 8)) == (None, 6)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="block must be a Keras layer or model, got ndarray"):
         InferenceMode(np.zeros(3))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="has no built batch-normalization layer"):
         freeze_bn_layers(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))

@@ -94,7 +94,7 @@ def test_config_round_trip_and_bad_arguments():
     layer = GhostBatchNormalization(virtual_batch_size=5, momentum=0.9, name="g")
     clone = GhostBatchNormalization.from_config(layer.get_config())
     assert clone.virtual_batch_size == 5 and clone.momentum == 0.9
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="virtual_batch_size must be >= 1, got 0"):
         GhostBatchNormalization(virtual_batch_size=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="virtual_batch_size must be an int, got 2.0"):
         GhostBatchNormalization(virtual_batch_size=2.0)

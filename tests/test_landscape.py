@@ -1,4 +1,4 @@
-"""Loss and gradient along the gradient direction (Santurkar et al.), checked against a direct computation."""
+"""bnhelpers.tools.landscape: loss and gradient along the gradient direction (Santurkar et al.), checked against a direct computation."""
 
 import keras
 import numpy as np
@@ -70,12 +70,12 @@ def test_a_linear_model_is_smoother_than_its_curvature_bound():
 
 def test_probe_checks_its_input():
     model, x, y = _setup(None)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"step_sizes must be a non-empty 1-D list of positive numbers, got \[\]"):
         GradientDirectionProbe(model, x, y, step_sizes=())
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"step_sizes must be a non-empty 1-D list of positive numbers, got \[ *0\.1 +-0\.1\]"):
         GradientDirectionProbe(model, x, y, step_sizes=(0.1, -0.1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=f"x and y disagree in length: {len(x)} vs {len(x) - 1}"):
         GradientDirectionProbe(model, x, y[:-1])
     probe = GradientDirectionProbe(model, x, y)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="this probe was built for another model"):
         probe(_setup(None)[0])

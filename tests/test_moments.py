@@ -1,4 +1,4 @@
-"""The tf.nn.moments implementation against the NumPy reference, and gradients three ways."""
+"""bnhelpers.core.moments: the tf.nn.moments implementation against the NumPy reference, and gradients three ways."""
 
 import numpy as np
 import tensorflow as tf

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bnhelpers.environment import run_python
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "portability"))
 
@@ -20,12 +22,10 @@ PROBE = ("from bnhelpers import setup; setup(0); import keras, numpy as np; "
 
 
 def dense_output(dtype, roundoff):
-    env = dict(os.environ)
+    env = {}
     if roundoff:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(portability.ROUNDOFF), env.get("PYTHONPATH", "")]))
-    done = subprocess.run([sys.executable, "-c", PROBE.format(dtype=dtype)], capture_output=True, text=True,
-                          env=env, timeout=180)
-    assert done.returncode == 0, done.stderr
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(portability.ROUNDOFF), os.environ.get("PYTHONPATH", "")]))
+    done = run_python(PROBE.format(dtype=dtype), env=env, timeout=180, what=f"the {dtype} Dense probe")
     return np.array(eval(done.stdout))
 
 

@@ -1,8 +1,9 @@
-"""The NumPy float64 reference: forward, backward and inference."""
+"""bnhelpers.core.reference: the NumPy float64 reference: forward, backward, inference and Algorithm 2's statistics."""
 
 import numpy as np
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from bnhelpers.core import reference as ref
 from strategies import batches
@@ -117,3 +118,20 @@ def test_batch_of_one_outputs_beta_and_has_zero_input_gradient():
     np.testing.assert_array_equal(y, beta[None])
     dx, _, _ = ref.batchnorm_backward(np.ones_like(x), cache)
     np.testing.assert_array_equal(dx, 0.0)
+
+
+@given(n_batches=st.integers(1, 6), m=st.integers(2, 9), channels=st.integers(1, 4), seed=st.integers(0, 999))
+def test_algorithm2_statistics(n_batches, m, channels, seed):
+    rng = np.random.default_rng(seed)
+    stack = rng.normal(3.0, 2.0, (n_batches, m, channels))
+    mean, var = ref.algorithm2_statistics(stack)
+    np.testing.assert_allclose(mean, np.mean([b.mean(axis=0) for b in stack], axis=0))
+    np.testing.assert_allclose(var, np.mean([b.var(axis=0, ddof=1) for b in stack], axis=0))  # unbiased per batch
+    assert mean.shape == var.shape == (channels,)
+
+
+def test_algorithm2_statistics_rejects_bad_shapes():
+    with pytest.raises(ValueError, match=r"batches must have shape \(n_batches, m, C\), got \(4, 3\)"):
+        ref.algorithm2_statistics(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"need at least one batch of at least 2 examples, got \(4, 1, 3\)"):
+        ref.algorithm2_statistics(np.zeros((4, 1, 3)))

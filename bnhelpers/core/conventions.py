@@ -24,7 +24,9 @@ The moving averages themselves (one update in either convention, how fast they
 forget) live in :mod:`bnhelpers.core.moving_average`; what a given Keras version
 actually does is measured by :mod:`bnhelpers.tools.keras_versions`.
 
-Pure NumPy, no TensorFlow. Used in chapters 6 and 9.
+Pure NumPy, no TensorFlow.
+
+Chapters: 9.
 """
 
 from __future__ import annotations

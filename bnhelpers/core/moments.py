@@ -3,6 +3,8 @@
 Axis conventions as in :mod:`bnhelpers.core.validation`: ``axes`` are reduced;
 ``None`` means all but the last (``[0]`` for dense ``(N, C)``, ``[0, 1, 2]``
 for NHWC images). ``tf.nn.moments`` returns the *biased* variance (divides by m).
+
+Chapters: 1.
 """
 
 from __future__ import annotations

@@ -19,7 +19,9 @@ Four numbers describe the trade-off a momentum makes, each in training steps:
   values with standard deviation ``s`` is ``s * sqrt((1 - m) / (1 + m))``.
 
 :func:`ema` runs the update over a series (axis 0 is the step). Everything is NumPy
-float64. Used in chapters 2, 4, 6 and 9.
+float64.
+
+Chapters: 2, 4, 6, 9.
 """
 
 from __future__ import annotations

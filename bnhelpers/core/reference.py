@@ -20,7 +20,8 @@ backward pass consumes. :func:`algorithm2_statistics` computes the population
 statistics that inference uses the way Ioffe & Szegedy's Algorithm 2 defines them.
 
 ``epsilon`` may be 0 here (chapter 1 studies what it does); Keras layers need it > 0.
-Used in chapters 1, 7 (Ioffe & Szegedy) and 8.
+
+Chapters: 1, 7, 8.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ statistics are computed. ``None`` means "every axis but the last", i.e. per
 feature for dense ``(N, C)`` inputs and per channel for NHWC images
 ``(N, H, W, C)``. Parameters (gamma, beta, mean, variance) have the shape of
 the axes that are *kept*, in order: ``(C,)`` in both default cases.
+
+Chapters: none directly.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 
 __all__ = ["BatchSizeOneWarning", "dtype_of", "check_float", "check_momentum", "check_epsilon",
-           "check_positive_int", "normalize_axes", "param_shape", "broadcast_shape", "check_batch"]
+           "check_positive_int", "check_widths", "normalize_axes", "param_shape", "broadcast_shape", "check_batch"]
 
 
 class BatchSizeOneWarning(UserWarning):
@@ -77,6 +79,17 @@ def check_positive_int(**values) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_widths(widths) -> tuple[int, ...]:
+    """The hidden-layer widths of a network as a tuple of ints; ``ValueError`` unless a non-empty list of ints >= 1."""
+    try:
+        values = tuple(widths)
+    except TypeError:
+        raise ValueError(f"widths must be a list of positive ints, got {widths!r}") from None
+    if not values or any(isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1 for w in values):
+        raise ValueError(f"widths must be a non-empty list of positive ints, got {widths!r}")
+    return tuple(int(w) for w in values)
 
 
 def normalize_axes(axes: int | Iterable[int] | None, ndim: int) -> tuple[int, ...]:

@@ -8,6 +8,8 @@ batch mean and biased variance over every axis except ``axis`` and updates::
 
 Otherwise it normalizes with the moving statistics and changes nothing. As in
 Keras 3, a layer with ``trainable=False`` always runs in inference mode.
+
+Chapters: 4.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ..core.validation import check_float
+from ..core.validation import check_epsilon, check_float, check_momentum
 
 __all__ = ["MomentsBatchNorm"]
 
@@ -24,7 +26,7 @@ __all__ = ["MomentsBatchNorm"]
 class MomentsBatchNorm(keras.layers.Layer):
     """Batch normalization over all axes but ``axis`` (default: the last, channels-last).
 
-    Arguments mirror Keras's layer: ``momentum`` in [0, 1) weighs the *old*
+    Arguments mirror Keras's layer: ``momentum`` in [0, 1] weighs the *old*
     average; ``epsilon`` > 0 is added to the variance; ``center``/``scale``
     switch beta/gamma on. Weights: ``gamma``, ``beta`` (trainable) and
     ``moving_mean``, ``moving_variance`` (not trainable), each of shape ``(C,)``.
@@ -35,13 +37,11 @@ class MomentsBatchNorm(keras.layers.Layer):
         super().__init__(**kwargs)
         if not isinstance(axis, int) or isinstance(axis, bool):
             raise TypeError(f"axis must be an int, got {axis!r}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if epsilon <= 0:
-            raise ValueError(f"epsilon must be > 0, got {epsilon}")
+        self.momentum = check_momentum(momentum)   # 1 keeps the moving statistics as they are
+        self.epsilon = check_epsilon(epsilon)
+        if self.epsilon == 0:
+            raise ValueError("epsilon must be > 0 in a layer (a channel with zero variance would divide by zero)")
         self.axis = axis
-        self.momentum = float(momentum)
-        self.epsilon = float(epsilon)
         self.center = bool(center)
         self.scale = bool(scale)
         self.supports_masking = False

@@ -16,6 +16,8 @@ variances, weighted by ghost-batch size (the variance the layer actually
 normalized with, as tf-keras did). Inference mode uses the moving statistics
 and is identical to ``MomentsBatchNorm``/``keras.layers.BatchNormalization``.
 With ``virtual_batch_size >= N`` training mode is ordinary BN.
+
+Chapters: 6.
 """
 
 from __future__ import annotations

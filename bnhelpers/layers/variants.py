@@ -13,6 +13,8 @@
   layers that read them, so updating the ramp never retraces a compiled step.
 
 Inputs are ``(N, C)`` or ``(N, ..., C)``; the noise is per unit of the last axis.
+
+Chapters: 7.
 """
 
 from __future__ import annotations

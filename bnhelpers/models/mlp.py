@@ -16,7 +16,9 @@ float32 and then cast (:class:`DrawnInFloat32`), so a network built after
 ``keras.config.set_floatx("float64")`` starts from exactly the weights of its
 float32 twin (chapters 4 to 8 train in float64, see the README's "Writing a chapter").
 
-Compile with :func:`bnhelpers.training.loop.compile_classifier`. Used in chapters 2 and 4 to 8.
+Compile with :func:`bnhelpers.training.loop.compile_classifier`.
+
+Chapters: 2, 4, 5, 6, 7, 8.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Callable, Sequence
 
 import keras
 
+from ..core.validation import check_widths
 from ..layers.batch_norm import MomentsBatchNorm
 
 __all__ = ["DrawnInFloat32", "build_mlp", "build_deep_regressor"]
@@ -76,8 +79,7 @@ def build_mlp(
     """
     if bn not in PLACEMENTS:
         raise ValueError(f"bn must be one of {PLACEMENTS}, got {bn!r}")
-    if not widths or any(int(w) < 1 for w in widths):
-        raise ValueError(f"widths must be positive integers, got {widths!r}")
+    widths = check_widths(widths)
     if input_dim < 1 or n_outputs < 1:
         raise ValueError("input_dim and n_outputs must be >= 1")
     factory = norm_factory or keras.layers.BatchNormalization

@@ -25,7 +25,7 @@ Each runs in a ``tf.function``, with and without ``jit_compile=True`` (XLA), in 
 (where the device supports it) float16, on whatever device TensorFlow places ops on.
 :mod:`bnhelpers.speed.timing` times the calls; :mod:`bnhelpers.speed.report` reads the results.
 
-Used in chapter 8 and by ``benchmarks/bn_speed.py`` (``make bench``).
+Chapters: 8.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Reading benchmark results: copy bandwidth, time ratios, the table and the headline lines.
 
 Works on the :class:`bnhelpers.speed.bn_speed.Timing` records that
-:func:`bnhelpers.speed.bn_speed.benchmark` returns. Used in chapter 8 and by ``make bench``.
+:func:`bnhelpers.speed.bn_speed.benchmark` returns.
+
+Chapters: 8.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 
 :func:`time_call` warms up (tracing, compiling), then takes the best of several
 measurements, each long enough to swamp the timer's resolution; :func:`sync` waits for
-asynchronous GPU kernels. Used by :mod:`bnhelpers.speed.bn_speed` (chapter 8, ``make bench``).
+asynchronous GPU kernels. :mod:`bnhelpers.speed.bn_speed` times with it.
+
+Chapters: 8.
 """
 
 from __future__ import annotations

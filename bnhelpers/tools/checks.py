@@ -8,6 +8,8 @@
   (keyed by ``variable.path``), then tell which ones differ later.
 - :class:`TrainingFlagProbe`: an identity layer that records the ``training``
   flag Keras passes to it (use ``run_eagerly=True`` to record every call).
+
+Chapters: 5.
 """
 
 from __future__ import annotations

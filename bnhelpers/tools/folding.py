@@ -26,6 +26,8 @@ channels_first convolution, a shared BN layer, BN inside a nested model, a model
 not built from ``keras.Input``. Every layer that :func:`bnhelpers.layers.walk.is_batch_norm`
 recognizes is folded: ``keras.layers.BatchNormalization``, ``MomentsBatchNorm`` and
 ``GhostBatchNormalization`` (all three are the same affine map in inference mode).
+
+Chapters: 8.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ def fold_into_kernel(kernel, bias, gamma, beta, mean, variance, epsilon: float =
     if kernel.ndim < 2:
         raise ValueError(f"kernel must have rank >= 2 with output channels last, got shape {kernel.shape}")
     channels = kernel.shape[-1]
-    scale, shift = affine_form(gamma, beta, mean, variance, eps=epsilon)
+    scale, shift = affine_form(gamma, beta, mean, variance, epsilon=epsilon)
     if scale.shape != (channels,):
         raise ValueError(f"BN parameters have shape {scale.shape}, the kernel has {channels} output channels")
     bias = np.zeros(channels) if bias is None else np.asarray(bias, dtype=np.float64)

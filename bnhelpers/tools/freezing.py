@@ -13,6 +13,8 @@ value on to every nested call (keras-team/keras#20285). Two reliable ways:
 - :class:`InferenceMode`: wrap the block in a layer whose ``call`` always calls
   it with ``training=False`` (gamma, beta and the other weights still train,
   the statistics stay).
+
+Chapters: 5.
 """
 
 from __future__ import annotations

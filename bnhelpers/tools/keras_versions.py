@@ -14,7 +14,7 @@ takes the fused path on its rank-4 input and so stores the unbiased variance)
 in a fresh process and returns its weights, some inputs and its inference
 outputs, so that a Keras 3 copy can be compared with the source.
 
-Used in chapter 9.
+Chapters: 9.
 """
 
 from __future__ import annotations

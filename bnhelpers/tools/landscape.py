@@ -14,6 +14,8 @@ batch ``x, y``), :class:`GradientDirectionProbe` looks at the points
 Everything goes through ``model.stateless_call``: the model's weights and BN
 moving statistics are never modified. ``y`` holds integer labels and the model
 outputs logits (sparse softmax cross-entropy).
+
+Chapters: 7.
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 A *BN layer* is any layer with ``moving_mean`` and ``moving_variance`` weights
 (:func:`bnhelpers.layers.walk.is_batch_norm`): ``keras.layers.BatchNormalization``
 (with or without ``renorm``), ``MomentsBatchNorm`` and ``GhostBatchNormalization``.
-Layers are found with :func:`bnhelpers.layers.walk.bn_layers`, so nested models and
-layers that hold BN layers work too.
+Layers are found with :func:`bnhelpers.layers.walk.bn_layers`, so reading and writing
+statistics works for nested models and for layers that hold BN layers too.
 
 Statistics are returned as ``{layer.path: BNStatistics(mean, variance)}``: one
 float64 array of shape ``(C,)`` each, ``C`` being the size of the layer's
@@ -36,24 +36,38 @@ model **in place**; they return the statistics they replaced, so
   with the already re-estimated statistics of the layers before it. The result is
   exactly the mean and variance of each layer's input in the recalibrated
   inference network, and does not depend on ``batch_size``. It costs one pass
-  over the data per BN layer.
+  over the data per BN layer, each as far as that layer's input.
 - ``"train"``: one pass in training mode, so every BN layer normalizes with the
   statistics of the current batch, as during training (this is how common
   PreciseBN implementations collect statistics). The result depends on
   ``batch_size``; dropout and other training-mode layers are active.
 
-Masked inputs and models whose BN layers run inside a ``tf.function`` of their
-own are not supported (the inputs are read eagerly).
+Each BN layer's input is read from :func:`bnhelpers.layers.walk.layer_inputs_model`:
+a functional model over the same layer objects whose outputs are those inputs (built
+with the public ``keras.models.clone_model(..., call_function=...)``; no method is
+replaced and no weight changes). It runs eagerly and computes the inputs exactly as a
+call of the model does (in training mode it also runs the rest of the model, so that
+random layers draw as ``model(x, training=True)`` would). So :func:`estimate_bn_statistics` (and PreciseBN, AdaBN) needs
+a functional or Sequential model; nested functional and Sequential models are fine
+(``build_mlp(norm_factory=noisy_batch_norm(...))`` nests a Sequential per BN). A BN
+layer inside a subclassed model or inside a custom layer's ``call`` (e.g.
+``InferenceMode(block)``), a BN layer called more than once, and masked inputs raise
+``ValueError`` naming the layer.
+
+Chapter 5 uses AdaBN, batch statistics at test time and PreciseBN; chapter 6 PreciseBN;
+chapter 7 PreciseBN and AdaBN against the papers; chapter 9 refers to :func:`precise_bn`.
+
+Chapters: 5, 6, 7.
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Iterable, NamedTuple
 
+import keras
 import numpy as np
 
-from ..layers.walk import bn_layers
+from ..layers.walk import bn_layers, layer_inputs_model
 
 __all__ = [
     "BNStatistics",
@@ -169,30 +183,6 @@ def _batches(data, batch_size: int) -> Iterable:
     raise TypeError(f"data must be a NumPy array, a tensor or a tf.data.Dataset, got {type(data).__name__}")
 
 
-@contextlib.contextmanager
-def _recording(layers, record, training_override=None):
-    """Replace each layer's ``call`` by one that hands its input to ``record(layer, x)`` first."""
-
-    def wrap(layer, original):
-        def call(inputs, training=None, mask=None):
-            if mask is not None:
-                raise ValueError(f"{layer.name}: masked inputs are not supported")
-            if not hasattr(inputs, "numpy"):
-                raise ValueError(f"{layer.name}: inputs must be eager tensors; call the model eagerly")
-            record(layer, inputs.numpy())
-            mode = training if training_override is None else training_override
-            return original(inputs, training=mode)
-        return call
-
-    for layer in layers:
-        layer.call = wrap(layer, layer.call)
-    try:
-        yield
-    finally:
-        for layer in layers:
-            del layer.call
-
-
 def _state(layers) -> list:
     return [(v, v.numpy().copy()) for layer in layers for v in layer.non_trainable_variables]
 
@@ -213,35 +203,28 @@ def estimate_bn_statistics(model, data, *, batch_size: int = 256,
     if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     layers = bn_layers(model)
+    # train: the model's outputs too, so that every layer runs as in model(x, training=True)
+    tap, order = layer_inputs_model(model, layers, with_outputs=upstream == "train")
     saved_state = _state(layers)
     accumulators = {layer.path: _Accumulator() for layer in layers}
 
-    def record_into(paths):
-        def record(layer, x):
-            if layer.path in paths:
-                accumulators[layer.path].add(x, _channel_axis(layer, x.ndim))
-        return record
+    def add(layer, x):
+        x = np.asarray(x)
+        accumulators[layer.path].add(x, _channel_axis(layer, x.ndim))
 
     try:
         if upstream == "train":
-            with _recording(layers, record_into(set(accumulators))):
-                for batch in _batches(data, batch_size):
-                    model(batch, training=True)
+            for batch in _batches(data, batch_size):
+                for layer, x in zip(order, tap(batch, training=True)):  # zip stops before the outputs
+                    add(layer, x)
         else:
-            order = []
-            probe = next(iter(_batches(data, batch_size)))
-            with _recording(layers, lambda layer, x: order.append(layer.path), training_override=False):
-                model(probe, training=False)
-            order = list(dict.fromkeys(order))
-            uncalled = set(accumulators) - set(order)
-            if uncalled:
-                raise ValueError(f"these BN layers are not called by the forward pass: {sorted(uncalled)}")
-            for path in order:
-                with _recording(layers, record_into({path}), training_override=False):
-                    for batch in _batches(data, batch_size):
-                        model(batch, training=False)
-                layer = next(layer for layer in layers if layer.path == path)
-                _assign(layer, *accumulators[path].result())   # later layers may still hold NaN
+            for k, layer in enumerate(order):
+                input_of = keras.Model(tap.input, tap.outputs[k], name=f"{tap.name}_{k}")
+                for batch in _batches(data, batch_size):
+                    add(layer, input_of(batch, training=False))
+                if accumulators[layer.path].count == 0:
+                    break   # an empty dataset: reported below
+                _assign(layer, *accumulators[layer.path].result())   # later layers may still hold NaN
         empty = sorted(path for path, acc in accumulators.items() if acc.count == 0)
         if empty:
             raise ValueError(f"these BN layers saw no data: {empty}")

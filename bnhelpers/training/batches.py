@@ -13,8 +13,10 @@ runs with the same seed see the same examples in the same order.
 - :func:`class_grouped_schedule`: non-i.i.d. batches drawn from a few classes each
   (Ioffe 2017's setting).
 
-Used by :mod:`bnhelpers.training` (``loop.train``, ``compiled``, ``regression``,
-``legacy``) and in chapters 6 and 7.
+Every loop of :mod:`bnhelpers.training` (``loop``, ``compiled``, ``regression``, ``legacy``)
+takes its batches from here.
+
+Chapters: 5, 6, 7.
 """
 
 from __future__ import annotations

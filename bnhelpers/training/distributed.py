@@ -13,6 +13,8 @@ book, on a CPU split into several *logical* devices (``bnhelpers.setup(seed, log
 
 Conventions: global batches are split into contiguous slices, replica ``i`` gets rows
 ``i * k : (i + 1) * k`` with ``k = N / n``; ``N`` must be divisible by ``n``.
+
+Chapters: 8.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ process. Every builder here makes its own ``tf.Graph``; run it with
 - :func:`train_epochs`, :func:`evaluate` (in batches, weighted by batch size),
   :func:`moving_statistics`.
 - :func:`batch_norm_on_streams`: one BN shared by several data streams, or one per stream.
+
+Chapters: 3.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from ..core.validation import check_widths
 from .batches import epoch_batches
 
 __all__ = ["GraphMLP", "build_graph_mlp", "train_epochs", "evaluate", "moving_statistics",
@@ -77,8 +80,7 @@ def build_graph_mlp(input_dim: int, n_classes: int, widths: Sequence[int] = (100
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if not widths or any(int(w) < 1 for w in widths):
-        raise ValueError(f"widths must be positive integers, got {widths!r}")
+    widths = check_widths(widths)
     if input_dim < 1 or n_classes < 2:
         raise ValueError("input_dim must be >= 1 and n_classes >= 2")
     if learning_rate <= 0:

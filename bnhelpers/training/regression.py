@@ -6,7 +6,8 @@
   without changing the weights, tracking the inference-mode loss.
 
 Features and targets are ``(N, ...)`` float arrays, cast to ``keras.config.floatx()``.
-Used in chapter 4.
+
+Chapters: 4.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ gradient) are left alone. It runs eagerly, inside a ``tf.function`` and inside
 
 The TF1 graphs of :mod:`bnhelpers.training.legacy` build their step as a graph op instead
 (``optimizer.minimize`` under ``tf.control_dependencies``): that is chapter 3's lesson.
+
+Chapters: 5.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     """A fresh ``keras.optimizers.SGD`` or ``Adam`` (``name`` ``"sgd"`` or ``"adam"``) with its defaults."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
-    if isinstance(learning_rate, bool) or not learning_rate > 0:
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate!r}")
-    return OPTIMIZERS[name](learning_rate=learning_rate)
+    return OPTIMIZERS[name](learning_rate=float(learning_rate))  # Keras rejects an int
 
 
 def gradient_step(model, optimizer, loss_fn, x, y, *, training: bool = True):

@@ -9,8 +9,8 @@ from pathlib import Path
 import yaml
 
 # The pages of the table of contents in reading order (source paths without suffix),
-# as tests/test_book.py reads them.
-from test_book import toc_files as toc_pages  # noqa: F401
+# read by tests/book_toc.py (tests/ is on sys.path: pytest loads tests/conftest.py first).
+from book_toc import toc_files as toc_pages  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "_build" / "html"

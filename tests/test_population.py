@@ -6,7 +6,11 @@ import pytest
 import tensorflow as tf
 
 from bnhelpers.layers.batch_norm import MomentsBatchNorm
+from bnhelpers.layers.ghost import GhostBatchNormalization
+from bnhelpers.layers.variants import noisy_batch_norm
 from bnhelpers.layers.walk import bn_layers
+from bnhelpers.models.mlp import build_mlp
+from bnhelpers.tools.freezing import InferenceMode
 from bnhelpers.tools.population import (BNStatistics, adabn, estimate_bn_statistics, get_bn_statistics,
                                         precise_bn, predict_with_batch_statistics, set_bn_statistics)
 
@@ -34,18 +38,6 @@ def _trained(model, x, steps=3):
     for _ in range(steps):
         model(x, training=True)  # moves the moving statistics away from 0 / 1
     return model
-
-
-def test_bn_layers_finds_nested_and_custom_layers():
-    inner = keras.Sequential([keras.Input((3,)), MomentsBatchNorm(name="inner_bn")], name="inner")
-    inputs = keras.Input((3,))
-    outer = keras.Model(inputs, keras.layers.BatchNormalization(name="outer_bn")(inner(inputs)))
-    paths = {layer.path for layer in bn_layers(outer)}
-    assert paths == {"inner/inner_bn", "outer_bn"}
-    with pytest.raises(ValueError, match="no built"):
-        bn_layers(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
-    with pytest.raises(TypeError):
-        bn_layers(np.zeros(3))
 
 
 def test_get_and_set_round_trip():
@@ -164,27 +156,124 @@ def test_adabn_repairs_a_shifted_domain_and_can_be_undone():
     np.testing.assert_array_equal(get_bn_statistics(model)["bn_a"].mean, old["bn_a"].mean)
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({"batch_size": 0}, ValueError), ({"batch_size": 2.5}, ValueError),
-    ({"upstream": "eval"}, ValueError), ({"data": [[1.0] * 5]}, TypeError),
-    ({"data": np.zeros((0, 5), "float32")}, ValueError),
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
+    ({"batch_size": 2.5}, ValueError, "batch_size must be a positive int, got 2.5"),
+    ({"upstream": "eval"}, ValueError, r"upstream must be one of \('inference', 'train'\), got 'eval'"),
+    ({"data": [[1.0] * 5]}, TypeError, "data must be a NumPy array, a tensor or a tf.data.Dataset, got list"),
+    ({"data": np.zeros((0, 5), "float32")}, ValueError, "data is empty"),
+    ({"data": tf.data.Dataset.from_tensor_slices(np.zeros((0, 5), "float32")).batch(4)}, ValueError,
+     r"these BN layers saw no data: \['bn_a', 'bn_b'\]"),
+    ({"data": tf.data.Dataset.from_tensor_slices(np.zeros((0, 5), "float32")).batch(4), "upstream": "train"},
+     ValueError, r"these BN layers saw no data: \['bn_a', 'bn_b'\]"),
 ])
-def test_estimate_checks_its_arguments(kwargs, error):
+def test_estimate_checks_its_arguments(kwargs, error, match):
     model = _mlp()
+    before = get_bn_statistics(model)
     args = {"data": _data(), **kwargs}
     data = args.pop("data")
-    with pytest.raises(error):
+    with pytest.raises(error, match=match):
         estimate_bn_statistics(model, data, **args)
+    after = get_bn_statistics(model)
+    assert all(np.array_equal(after[k].mean, before[k].mean) for k in before)
 
 
-def test_an_uncalled_bn_layer_is_an_error():
+def _with_inference_mode():
+    block_in = keras.Input((3,))
+    block = keras.Model(block_in, keras.layers.BatchNormalization(name="wrapped_bn")(block_in), name="block")
     inputs = keras.Input((3,))
-    unused = keras.layers.BatchNormalization(name="unused")
-    unused.build((None, 3))
-    model = keras.Model(inputs, keras.layers.BatchNormalization(name="used")(inputs))
-    model.unused = unused
-    with pytest.raises(ValueError, match="not called"):
-        estimate_bn_statistics(model, _data()[:, :3])
+    return keras.Model(inputs, InferenceMode(block, name="frozen")(inputs))
+
+
+def _shared():
+    inputs = keras.Input((3,))
+    bn = keras.layers.BatchNormalization(name="twice")
+    return keras.Model(inputs, keras.layers.Add()([bn(inputs), bn(keras.layers.Dense(3)(inputs))]))
+
+
+class _Subclassed(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.bn = keras.layers.BatchNormalization(name="sub_bn")
+
+    def call(self, x, training=None):
+        return self.bn(x, training=training)
+
+
+def _subclassed():
+    model = _Subclassed(name="custom")
+    model(np.zeros((2, 3), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("make, match", [
+    (_with_inference_mode, r"layer 'wrapped_bn' is held by 'frozen' \(InferenceMode\), which calls it inside"),
+    (_shared, r"layer 'twice' is called 2 times by the forward pass of .* Use one layer per call"),
+    (_subclassed, r"'custom' \(_Subclassed\) is not a functional or Sequential model"),
+])
+@pytest.mark.parametrize("function", [estimate_bn_statistics, precise_bn])
+def test_models_whose_bn_inputs_cannot_be_read_are_refused_untouched(make, match, function):
+    model = make()
+    before = get_bn_statistics(model)
+    with pytest.raises(ValueError, match=match):
+        function(model, _data()[:, :3])
+    after = get_bn_statistics(model)
+    assert all(np.array_equal(after[k].mean, before[k].mean) for k in before)
+
+
+def test_forward_order_for_inference_and_walk_order_for_the_keys():
+    """A nested Sequential with two BN layers: walk_layers lists them last to first, the forward pass
+    calls them first to last; the keys keep the walk order, the re-estimation the forward order."""
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([keras.Input((5,)), keras.layers.BatchNormalization(name="first"),
+                              keras.layers.Dense(4, name="mix"), MomentsBatchNorm(name="second")], name="inner")
+    inputs = keras.Input((5,))
+    model = _trained(keras.Model(inputs, keras.layers.Dense(2)(inner(inputs))), _data(seed=8))
+    x = _data(n=40)
+    est = estimate_bn_statistics(model, x, batch_size=16)
+    assert list(est) == [layer.path for layer in bn_layers(model)] == ["inner/second", "inner/first"]
+    first, mix = inner.get_layer("first"), inner.get_layer("mix")
+    np.testing.assert_allclose(est["inner/first"].mean, x.mean(axis=0), rtol=1e-5)
+    set_bn_statistics(model, est)
+    fed = np.asarray(mix(first(x, training=False)), dtype=np.float64)   # "first" already recalibrated
+    np.testing.assert_allclose(est["inner/second"].mean, fed.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(est["inner/second"].variance, fed.var(axis=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: None,
+    lambda: MomentsBatchNorm,
+    lambda: (lambda: GhostBatchNormalization(virtual_batch_size=4)),
+    lambda: (lambda: keras.layers.BatchNormalization(renorm=True)),
+    lambda: noisy_batch_norm(seed=2),   # a nested Sequential(BN, NoisyShiftScale) per BN
+], ids=["keras", "moments", "ghost", "renorm", "noisy"])
+def test_build_mlp_variants_inference_statistics_are_those_of_the_recalibrated_network(factory):
+    keras.utils.set_random_seed(0)
+    model = _trained(build_mlp(5, 3, (6, 4), bn="pre", seed=0, norm_factory=factory()), _data(seed=9))
+    x = _data(n=33)
+    weights = [w.copy() for w in model.get_weights()]
+    est = estimate_bn_statistics(model, x, batch_size=10)
+    for w0, w1 in zip(weights, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(w0, w1)
+    assert list(est) == [layer.path for layer in bn_layers(model)] and len(est) == 2
+    set_bn_statistics(model, est)
+    for i, path in enumerate(est):   # Dense(use_bias=False) feeds each BN: its input is dense_i's output
+        fed = keras.Model(model.input, model.get_layer(f"dense_{i}").output)(x, training=False).numpy()
+        np.testing.assert_allclose(est[path].mean, fed.mean(axis=0), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(est[path].variance, fed.var(axis=0), rtol=1e-5, atol=1e-6)
+
+
+def test_sequential_models_work():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(4, name="d"), keras.layers.BatchNormalization(name="bn")],
+                             name="seq")
+    model(_data(n=1))   # built eagerly, on one example
+    x = _data(n=20)
+    est = estimate_bn_statistics(model, x, batch_size=6, upstream="train")
+    fed = model.get_layer("d")(x).numpy()
+    assert list(est) == ["seq/bn"]
+    np.testing.assert_allclose(est["seq/bn"].mean, fed.mean(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(est["seq/bn"].variance, fed.var(axis=0), rtol=1e-5, atol=1e-6)
 
 
 def test_predict_with_batch_statistics_normalizes_each_batch_and_restores_the_model():
@@ -201,7 +290,7 @@ def test_predict_with_batch_statistics_normalizes_each_batch_and_restores_the_mo
         np.testing.assert_allclose(y[start:start + 4], expected, atol=1e-4)
     after = get_bn_statistics(model)
     assert all(np.array_equal(after[k].mean, before[k].mean) for k in before)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batch_size must be a positive int, got 0"):
         predict_with_batch_statistics(model, x, batch_size=0)
 
 

@@ -1,4 +1,4 @@
-"""MomentsBatchNorm equals keras.layers.BatchNormalization (float32, 1e-5)."""
+"""bnhelpers.layers.batch_norm: MomentsBatchNorm equals keras.layers.BatchNormalization (float32, 1e-5)."""
 
 import keras
 import numpy as np
@@ -82,10 +82,12 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    ({"momentum": 1.0}, ValueError, "momentum"),
-    ({"momentum": -0.1}, ValueError, "momentum"),
-    ({"epsilon": 0.0}, ValueError, "epsilon"),
-    ({"axis": "last"}, TypeError, "axis"),
+    ({"momentum": 1.5}, ValueError, r"momentum must be in \[0, 1\], got 1.5"),
+    ({"momentum": -0.1}, ValueError, r"momentum must be in \[0, 1\], got -0.1"),
+    ({"momentum": "0.9"}, TypeError, "momentum must be a number, got '0.9'"),
+    ({"epsilon": 0.0}, ValueError, r"epsilon must be > 0 in a layer"),
+    ({"epsilon": -1e-3}, ValueError, r"epsilon must be a finite number >= 0, got -0.001"),
+    ({"axis": "last"}, TypeError, "axis must be an int, got 'last'"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -93,7 +95,9 @@ def test_bad_arguments(kwargs, error, match):
 
 
 @pytest.mark.parametrize("shape, axis, match", [
-    ((4,), -1, "rank"), ((4, 3), 2, "out of range"), ((4, 3), 0, "batch axis")])
+    ((4,), -1, r"MomentsBatchNorm needs rank >= 2 inputs, got shape \(4,\)"),
+    ((4, 3), 2, "axis 2 is out of range for a rank-2 input"),
+    ((4, 3), 0, "axis 0 is the batch axis; BN normalizes over it, not along it")])
 def test_bad_build_shapes(shape, axis, match):
     with pytest.raises(ValueError, match=match):
         MomentsBatchNorm(axis=axis).build(shape)
@@ -103,3 +107,9 @@ def test_integer_input_is_rejected():
     layer = MomentsBatchNorm()
     with pytest.raises(TypeError, match="floating-point"):
         layer(tf.constant([[1, 2], [3, 4]]), training=True)
+
+
+def test_momentum_one_keeps_the_moving_statistics():
+    layer = MomentsBatchNorm(momentum=1.0)
+    layer(np.random.default_rng(0).normal(3.0, 2.0, (8, 2)).astype("float32"), training=True)
+    assert np.all(layer.moving_mean.numpy() == 0.0) and np.all(layer.moving_variance.numpy() == 1.0)

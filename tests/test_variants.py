@@ -1,4 +1,4 @@
-"""Noisy BN (Santurkar et al.) and batch renormalization with a ramp (Ioffe 2017)."""
+"""bnhelpers.layers.variants: noisy BN (Santurkar et al.) and batch renormalization with a ramp (Ioffe 2017)."""
 
 import keras
 import numpy as np
@@ -30,9 +30,10 @@ def test_noise_is_redrawn_every_call_and_reseeding_repeats_it():
     np.testing.assert_allclose(layer(x, training=True).numpy(), first)
 
 
-@pytest.mark.parametrize("kwargs", [dict(max_shift=-1.0), dict(max_scale=0.5)])
-def test_noise_rejects_bad_parameters(kwargs):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("kwargs, match", [(dict(max_shift=-1.0), "max_shift must be >= 0, got -1.0"),
+                                           (dict(max_scale=0.5), "max_scale must be >= 1, got 0.5")])
+def test_noise_rejects_bad_parameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
         NoisyShiftScale(**kwargs)
 
 
@@ -55,9 +56,11 @@ def test_renorm_ramp_values():
     np.testing.assert_allclose(ramp.update(20), (0.5, 2.0, 2.5))
     np.testing.assert_allclose(ramp.update(40), (1 / 3, 3.0, 5.0))
     assert float(ramp.rmax.numpy()) == 3.0 and abs(float(ramp.rmin.numpy()) - 1 / 3) < 1e-7
-    for bad in (dict(start=5, end=5), dict(start=-1, end=3), dict(start=0, end=3, rmax_final=0.5),
-                dict(start=0, end=3, dmax_final=-1.0)):
-        with pytest.raises(ValueError):
+    for bad, match in ((dict(start=5, end=5), "need 0 <= start < end, got start=5, end=5"),
+                       (dict(start=-1, end=3), "need 0 <= start < end, got start=-1, end=3"),
+                       (dict(start=0, end=3, rmax_final=0.5), "rmax_final must be >= 1 and dmax_final >= 0"),
+                       (dict(start=0, end=3, dmax_final=-1.0), "rmax_final must be >= 1 and dmax_final >= 0")):
+        with pytest.raises(ValueError, match=match):
             RenormRamp(**bad)
 
 

@@ -1,7 +1,10 @@
-"""bnhelpers.speed.bn_speed: every variant computes the same BN, and the bookkeeping is right."""
+"""bnhelpers.speed (bn_speed, timing, report): every variant computes the same BN, the timing measures the call,
+the report's bookkeeping is right; and the benchmark script's options (benchmarks/bn_speed.py)."""
 
 import importlib.util
+import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from bnhelpers.speed.bn_speed import BYTES_PER_ELEMENT_MOVED, Timing, benchmark, variant_names
-from bnhelpers.speed.report import best_share, copy_bandwidth, timing_table, ratio, summary_lines
+from bnhelpers.speed.report import as_records, best_share, copy_bandwidth, ratio, summary_lines, timing_table
 from bnhelpers.speed.timing import device_description, time_call
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +50,29 @@ def test_table_summary_and_copy(tiny_results):
 def test_float16_runs_or_says_why():
     results = benchmark([SHAPE], variants=["keras", "bnhelpers"], dtypes=["float16"],
                         modes=["forward"], jit=[False], repeats=1)
-    for t in results:
-        assert t.status == "ok" and t.error < 1e-2 or t.status.startswith("unsupported")
+    variants = [t for t in results if t.mode != "copy"]
+    assert sorted(t.variant for t in variants) == ["bnhelpers", "keras"]
+    assert all(t.dtype == "float16" and t.shape == SHAPE for t in results)
+    ran = [t for t in variants if t.status == "ok"]
+    assert ran, [t.status for t in variants]             # on this CPU at least one float16 variant runs
+    for t in ran:
+        assert math.isfinite(t.seconds) and t.seconds > 0 and math.isfinite(t.gb_per_s) and t.gb_per_s > 0, t
+        assert 0 <= t.error < 1e-2, t                    # float16 against the float32 tf_nn reference
+    for t in variants:
+        if t.status != "ok":
+            assert re.fullmatch(r"unsupported: \w+: .+", t.status), t   # names the error and its message
+            assert math.isnan(t.seconds) and math.isnan(t.gb_per_s) and math.isnan(t.error), t
 
 
 def _timing(variant, seconds, jit=False, mode="forward", shape=(1, 1, 1, 1), gbps=1.0):
     return Timing(variant, jit, mode, "float32", shape, seconds, gbps, 0.0)
+
+
+def test_as_records_are_plain_dicts_for_json():
+    record = as_records([_timing("keras", 2.0)])
+    assert record == [{"variant": "keras", "jit": False, "mode": "forward", "dtype": "float32", "shape": (1, 1, 1, 1),
+                       "seconds": 2.0, "gb_per_s": 1.0, "error": 0.0, "status": "ok"}]
+    assert json.loads(json.dumps(record))[0]["shape"] == [1, 1, 1, 1]
 
 
 def test_ratio_and_best_share_on_made_up_timings():
@@ -74,20 +94,20 @@ def test_time_call_measures_the_call():
 
     seconds = time_call(slow, [tf.ones((1, 1))], repeats=2, min_seconds=0.02)
     assert 0.009 < seconds < 0.2
-    with pytest.raises(ValueError, match="repeats"):
+    with pytest.raises(ValueError, match="repeats must be >= 1, got 0"):
         time_call(slow, [tf.ones(1)], repeats=0)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown or unavailable variants"):
         benchmark([SHAPE], variants=["cudnn"])
-    with pytest.raises(ValueError, match="NHWC"):
+    with pytest.raises(ValueError, match=r"shapes must be NHWC \(4 positive sizes\), got \(4, 3\)"):
         benchmark([(4, 3)], repeats=1)
-    with pytest.raises(ValueError, match="unknown modes"):
+    with pytest.raises(ValueError, match=r"unknown modes \['backward'\]; choose from"):
         benchmark([SHAPE], modes=["backward"])
 
 
-def test_script_options():
+def test_script_options(capsys):
     spec = importlib.util.spec_from_file_location("bn_speed", ROOT / "benchmarks" / "bn_speed.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
@@ -95,5 +115,7 @@ def test_script_options():
     assert quick.sizes == ["small", "medium"] and quick.dtypes == ["float32"]
     full = script.parse_args([])
     assert [np.prod(script.SIZES[s]) * 4 > 32e6 for s in full.sizes] == [False, False, True]
-    with pytest.raises(SystemExit):
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="^2$"):           # argparse's exit status for a usage error
         script.parse_args(["--sizes", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
