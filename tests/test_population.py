@@ -10,9 +10,9 @@ from bnhelpers.layers.ghost import GhostBatchNormalization
 from bnhelpers.layers.variants import noisy_batch_norm
 from bnhelpers.layers.walk import bn_layers
 from bnhelpers.models.mlp import build_mlp
-from bnhelpers.tools.freezing import InferenceMode
 from bnhelpers.tools.population import (BNStatistics, adabn, estimate_bn_statistics, get_bn_statistics,
                                         precise_bn, predict_with_batch_statistics, set_bn_statistics)
+from unsupported_models import Subclassed, shared, subclassed, with_inference_mode
 
 
 def _mlp(seed=0, bn=keras.layers.BatchNormalization):
@@ -178,38 +178,10 @@ def test_estimate_checks_its_arguments(kwargs, error, match):
     assert all(np.array_equal(after[k].mean, before[k].mean) for k in before)
 
 
-def _with_inference_mode():
-    block_in = keras.Input((3,))
-    block = keras.Model(block_in, keras.layers.BatchNormalization(name="wrapped_bn")(block_in), name="block")
-    inputs = keras.Input((3,))
-    return keras.Model(inputs, InferenceMode(block, name="frozen")(inputs))
-
-
-def _shared():
-    inputs = keras.Input((3,))
-    bn = keras.layers.BatchNormalization(name="twice")
-    return keras.Model(inputs, keras.layers.Add()([bn(inputs), bn(keras.layers.Dense(3)(inputs))]))
-
-
-class _Subclassed(keras.Model):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.bn = keras.layers.BatchNormalization(name="sub_bn")
-
-    def call(self, x, training=None):
-        return self.bn(x, training=training)
-
-
-def _subclassed():
-    model = _Subclassed(name="custom")
-    model(np.zeros((2, 3), "float32"))
-    return model
-
-
 @pytest.mark.parametrize("make, match", [
-    (_with_inference_mode, r"layer 'wrapped_bn' is held by 'frozen' \(InferenceMode\), which calls it inside"),
-    (_shared, r"layer 'twice' is called 2 times by the forward pass of .* Use one layer per call"),
-    (_subclassed, r"'custom' \(_Subclassed\) is not a functional or Sequential model"),
+    (with_inference_mode, r"layer 'wrapped_bn' is held by 'frozen' \(InferenceMode\), which calls it inside"),
+    (shared, r"layer 'twice' is called 2 times by the forward pass of .* Use one layer per call"),
+    (subclassed, r"'custom' \(Subclassed\) is not a functional or Sequential model"),
 ])
 @pytest.mark.parametrize("function", [estimate_bn_statistics, precise_bn])
 def test_models_whose_bn_inputs_cannot_be_read_are_refused_untouched(make, match, function):

@@ -10,6 +10,7 @@ from bnhelpers.layers.variants import noisy_batch_norm, reseed_noise
 from bnhelpers.layers.walk import bn_layers, is_batch_norm, layer_inputs_model, walk_layers
 from bnhelpers.models.mlp import build_mlp
 from bnhelpers.tools.freezing import InferenceMode
+from unsupported_models import Subclassed, masked, nested_shared, nested_subclassed, shared, subclassed, with_inference_mode
 
 X = np.random.default_rng(0).normal(1.0, 2.0, (9, 3)).astype("float32")
 
@@ -153,60 +154,14 @@ def test_layer_inputs_model_eager_built_sequential():
     np.testing.assert_array_equal(np.asarray(value), np.asarray(model.get_layer("d")(X)))
 
 
-class _Subclassed(keras.Model):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.bn = keras.layers.BatchNormalization(name="sub_bn")
-
-    def call(self, x, training=None):
-        return self.bn(x, training=training)
-
-
-def _nested_subclassed():
-    inputs = keras.Input((3,))
-    return keras.Model(inputs, _Subclassed(name="custom")(inputs))
-
-
-def _with_inference_mode():
-    block_in = keras.Input((3,))
-    block = keras.Model(block_in, keras.layers.BatchNormalization(name="wrapped_bn")(block_in), name="block")
-    inputs = keras.Input((3,))
-    return keras.Model(inputs, InferenceMode(block, name="frozen")(inputs))
-
-
-def _shared():
-    inputs = keras.Input((3,))
-    bn = keras.layers.BatchNormalization(name="twice")
-    return keras.Model(inputs, keras.layers.Add()([bn(inputs), bn(keras.layers.Dense(3)(inputs))]))
-
-
-def _nested_shared():
-    sub_in = keras.Input((3,))
-    sub = keras.Model(sub_in, keras.layers.BatchNormalization(name="in_sub")(sub_in), name="sub")
-    inputs = keras.Input((3,))
-    return keras.Model(inputs, sub(sub(inputs)))
-
-
-def _masked():
-    inputs = keras.Input((4,), dtype="int32")
-    h = keras.layers.Embedding(10, 3, mask_zero=True)(inputs)
-    return keras.Model(inputs, keras.layers.BatchNormalization(name="bn_masked")(h))
-
-
-def _subclassed():
-    model = _Subclassed(name="custom")
-    model(X)
-    return model
-
-
 @pytest.mark.parametrize("make, match", [
-    (_subclassed, r"'custom' \(_Subclassed\) is not a functional or Sequential model: Keras keeps no graph"),
-    (_nested_subclassed,
-     r"layer 'sub_bn' is held by 'custom' \(_Subclassed\), which calls it inside its own call\(\)"),
-    (_with_inference_mode, r"layer 'wrapped_bn' is held by 'frozen' \(InferenceMode\)"),
-    (_shared, r"layer 'twice' is called 2 times by the forward pass .* \(a shared layer\)"),
-    (_nested_shared, r"layer 'in_sub' is called 2 times"),
-    (_masked, "layer 'bn_masked' receives a masked input; masked inputs are not supported"),
+    (subclassed, r"'custom' \(Subclassed\) is not a functional or Sequential model: Keras keeps no graph"),
+    (nested_subclassed,
+     r"layer 'sub_bn' is held by 'custom' \(Subclassed\), which calls it inside its own call\(\)"),
+    (with_inference_mode, r"layer 'wrapped_bn' is held by 'frozen' \(InferenceMode\)"),
+    (shared, r"layer 'twice' is called 2 times by the forward pass .* \(a shared layer\)"),
+    (nested_shared, r"layer 'in_sub' is called 2 times"),
+    (masked, "layer 'bn_masked' receives a masked input; masked inputs are not supported"),
 ])
 def test_layer_inputs_model_refuses_what_it_cannot_read(make, match):
     model = make()
