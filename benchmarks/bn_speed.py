@@ -111,11 +111,26 @@ def main(argv=None) -> int:
             except (ImportError, tf.errors.OpError, ValueError) as err:
                 print(f"no HLO for {variant} {mode}: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
     numerics = bn_speed.one_pass_error()
+    extras = {}
+    if not args.quick:
+        f16_shape = next((run["shapes"][0] for run in runs if "float16" in run["dtypes"]), None)
+        if f16_shape is not None:
+            extras["float16_profile"] = {"shape": list(f16_shape), "median_seconds": bn_speed.float16_profile(
+                f16_shape, repeats=args.repeats, min_seconds=args.min_seconds)}
+        extras["folding"] = bn_speed.folding_speedup(repeats=args.repeats, min_seconds=args.min_seconds)
     print(report.timing_table(results + parts))
     print()
     summary = report.summary_lines(results, parts, passes, llc_bytes=llc)
     summary.append(f"variance of 1e6 values N(1000, 1) in float32, relative error vs float64: one-pass "
                    f"{numerics['one_pass']:.2e}, two-pass {numerics['two_pass']:.2e}")
+    if "float16_profile" in extras:
+        profile = extras["float16_profile"]["median_seconds"]
+        summary.append("float16 profile, time / float16 copy: " + ", ".join(
+            f"{k} {v / profile['copy f16']:.1f}" for k, v in profile.items() if k != "copy f16"))
+    if "folding" in extras:
+        fold = extras["folding"]
+        summary.append(f"folding, {fold['network']}: inference {1e3 * fold['with_bn']:.1f} ms with BN, "
+                       f"{1e3 * fold['folded']:.1f} ms folded ({fold['with_bn'] / fold['folded']:.2f}x)")
     print("\n".join(summary))
     for t in results:
         if t.status != "ok":
@@ -128,7 +143,7 @@ def main(argv=None) -> int:
                        "settings": {"repeats": args.repeats, "min_seconds": args.min_seconds, "quick": args.quick,
                                     "runs": runs, "statistic": "median", "seconds_total": round(elapsed, 1)},
                        "results": report.as_records(results), "xla_parts": report.as_records(parts),
-                       "hlo_passes": passes, "one_pass_error": numerics, "summary": summary}, f, indent=1)
+                       "hlo_passes": passes, "one_pass_error": numerics, **extras, "summary": summary}, f, indent=1)
     return 0
 
 

@@ -364,3 +364,21 @@ def test_script_writes_json_that_round_trips(tmp_path, monkeypatch, capsys):
     assert set(saved["hlo_passes"]) == {"keras forward", "keras forward+backward", "fused forward",
                                         "fused forward+backward"}
     assert saved["one_pass_error"]["one_pass"] > 1e-3 > 1e-5 > saved["one_pass_error"]["two_pass"]
+
+
+def test_float16_profile_times_every_piece():
+    profile = bn_speed.float16_profile((2, 4, 4, 8), repeats=2, min_seconds=0.001)
+    assert set(profile) == {"copy f16", "cast f16->f32", "cast f32->f16", "fused f32 forward",
+                            "fused f16 forward (float32 path)", "FusedBatchNormV3 on float16 (half kernel)",
+                            "cast + fused f32 + cast", "reduce_sum f16 (float32 accum)"}
+    assert all(np.isfinite(v) and v > 0 for v in profile.values())
+    with pytest.raises(ValueError, match="NHWC"):
+        bn_speed.float16_profile((2, 4, 8))
+
+
+def test_folding_speedup_compares_the_same_function():
+    fold = bn_speed.folding_speedup(blocks=2, width=4, image=8, batch=2, repeats=2, min_seconds=0.001)
+    assert fold["with_bn"] > 0 and fold["folded"] > 0 and fold["max_difference"] < 1e-4
+    assert fold["network"] == "2 x (Conv2D(4, 3) -> BN -> ReLU) on 2 x 8x8x3, float32"
+    with pytest.raises(ValueError, match="blocks must be a positive int, got 0"):
+        bn_speed.folding_speedup(blocks=0)

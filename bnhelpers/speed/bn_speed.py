@@ -72,10 +72,11 @@ import tensorflow as tf
 from ..core.moments import moments_batch_norm
 from ..core.validation import check_positive_int
 from ..layers.batch_norm import MomentsBatchNorm
-from .timing import time_samples
+from .timing import time_call, time_samples
 
 __all__ = ["BYTES_PER_ELEMENT_MOVED", "COPIES", "MODES", "PARTS", "STATISTICS", "Timing", "benchmark",
-           "compiled_variant", "default_shapes", "hlo_passes", "one_pass_error", "one_pass_moments", "two_pass_moments", "variant_names", "xla_parts"]
+           "compiled_variant", "default_shapes", "float16_profile", "folding_speedup", "hlo_passes", "one_pass_error",
+           "one_pass_moments", "two_pass_moments", "variant_names", "xla_parts"]
 
 # Tensors of x's size read + written per call.
 BYTES_PER_ELEMENT_MOVED = {"forward": 2, "forward+backward": 5, "statistics": 1, "copy": 2,
@@ -413,3 +414,78 @@ def hlo_passes(fn: Callable, *args) -> dict:
         written += _hlo_bytes(types[name])
     return {"kernels": kernels, "reading_x": reading, "reads": round(read / x_bytes, 1),
             "writes": round(written / x_bytes, 1)}
+
+
+def float16_profile(shape: Sequence[int], *, repeats: int = 7, min_seconds: float = 0.05, seed: int = 0) -> dict:
+    """Why the fused layer is slow in float16 on a CPU: median seconds of its pieces on an NHWC ``shape``.
+
+    Keys: ``copy f16`` (``x * s``), the two casts, ``fused f32 forward`` (the float32 kernel on the same values),
+    ``FusedBatchNormV3 on float16 (half kernel)`` (the op called on float16 directly),
+    ``fused f16 forward (float32 path)`` (:class:`bnhelpers.layers.fused.FusedBatchNormalization` with
+    ``mixed_float16``, which casts around the float32 kernel on a CPU), ``cast + fused f32 + cast`` (the same
+    written out) and ``reduce_sum f16 (float32 accum)`` (one reduction over the input). All in training mode,
+    graph mode, timed with :func:`bnhelpers.speed.timing.time_call`.
+    """
+    from ..layers.fused import FusedBatchNormalization
+
+    shape = _check_shape(shape)
+    x32 = tf.constant(np.random.default_rng(seed).normal(1.0, 2.0, shape).astype("float32"))
+    x16 = tf.cast(x32, tf.float16)
+    f32 = FusedBatchNormalization(dtype="float32")
+    f16 = FusedBatchNormalization(dtype="mixed_float16")
+    f32.build(shape)
+    f16.build(shape)
+    s = tf.Variable(1.0, dtype=tf.float16)
+    ones, zeros, empty = tf.ones(shape[-1]), tf.zeros(shape[-1]), tf.constant([], tf.float32)
+
+    def half_kernel(x):
+        return tf.raw_ops.FusedBatchNormV3(x=x, scale=ones, offset=zeros, mean=empty, variance=empty, epsilon=1e-3,
+                                           exponential_avg_factor=1.0, data_format="NHWC", is_training=True).y
+
+    pieces = {
+        "copy f16": (lambda x: x * s, x16),
+        "cast f16->f32": (lambda x: tf.cast(x, tf.float32), x16),
+        "cast f32->f16": (lambda x: tf.cast(x, tf.float16), x32),
+        "fused f32 forward": (lambda x: f32(x, training=True), x32),
+        "fused f16 forward (float32 path)": (lambda x: f16(x, training=True), x16),
+        "FusedBatchNormV3 on float16 (half kernel)": (half_kernel, x16),
+        "cast + fused f32 + cast": (lambda x: tf.cast(f32(tf.cast(x, tf.float32), training=True), tf.float16), x16),
+        "reduce_sum f16 (float32 accum)": (lambda x: tf.reduce_sum(tf.cast(x, tf.float32), axis=[0, 1, 2]), x16),
+    }
+    return {name: time_call(tf.function(fn), [x], repeats=repeats, min_seconds=min_seconds)
+            for name, (fn, x) in pieces.items()}
+
+
+def folding_speedup(*, blocks: int = 6, width: int = 32, image: int = 32, batch: int = 64, repeats: int = 7,
+                    min_seconds: float = 0.05, seed: int = 0) -> dict:
+    """Inference time of a convolutional network before and after :func:`bnhelpers.tools.folding.fold_batch_norm`.
+
+    The network: ``blocks`` times ``Conv2D(width, 3, same, no bias) -> BatchNormalization -> ReLU`` on
+    ``(image, image, 3)`` inputs, then global average pooling and ``Dense(10)``; the BN layers get random moving
+    statistics. Both models run in a ``tf.function`` in float32 on a batch of ``batch`` images. Returns
+    ``{"with_bn": s, "folded": s, "max_difference": float, "network": str}`` (median seconds per batch).
+    """
+    from ..tools.folding import fold_batch_norm
+
+    check_positive_int(blocks=blocks, width=width, image=image, batch=batch)
+    rng = np.random.default_rng(seed)
+    layers = [keras.Input((image, image, 3), dtype="float32")]
+    for i in range(blocks):
+        layers += [keras.layers.Conv2D(width, 3, padding="same", use_bias=False, dtype="float32",
+                                       kernel_initializer=keras.initializers.HeNormal(seed=seed + i)),
+                   keras.layers.BatchNormalization(dtype="float32"), keras.layers.ReLU(dtype="float32")]
+    model = keras.Sequential(layers + [keras.layers.GlobalAveragePooling2D(dtype="float32"),
+                                       keras.layers.Dense(10, dtype="float32")])
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0, 0.5, width).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, width).astype("float32"))
+    folded = fold_batch_norm(model)
+    images = tf.constant(rng.normal(0, 1, (batch, image, image, 3)).astype("float32"))
+    with_bn = tf.function(lambda v: model(v, training=False))
+    without = tf.function(lambda v: folded(v, training=False))
+    difference = float(tf.reduce_max(tf.abs(with_bn(images) - without(images))))
+    return {"with_bn": time_call(with_bn, [images], repeats=repeats, min_seconds=min_seconds),
+            "folded": time_call(without, [images], repeats=repeats, min_seconds=min_seconds),
+            "max_difference": difference,
+            "network": f"{blocks} x (Conv2D({width}, 3) -> BN -> ReLU) on {batch} x {image}x{image}x3, float32"}
