@@ -47,8 +47,8 @@ Dtypes. Compute dtypes float32, float16 and bfloat16 (the op's ``T``); gamma, be
 variables and returns float16. Variables of another dtype (a plain ``"bfloat16"`` policy) are cast to float32 for
 the op and the updates are cast back. Without a visible GPU, float16 and bfloat16 inputs are cast to float32 around
 the kernel: TensorFlow's CPU kernel converts half-precision values one by one in its inner loops, and on a
-168x56x56x128 float16 input the cast-float32-cast path took 42 ms where the half kernel took 90 ms (the float16
-copy of that input: 6 ms; ``make bench`` stores the run). float64 is not supported by the kernel: a ``TypeError`` says so (use
+168x56x56x128 float16 input the cast-float32-cast path took 6.5 times as long as a float16 copy where the half
+kernel took 8.7 times (``benchmarks/results/2026-11-30-amd-epyc-2core.json``, ``float16_profile``). float64 is not supported by the kernel: a ``TypeError`` says so (use
 ``keras.layers.BatchNormalization``).
 
 Limits. Only the last axis (``axis=-1``, or ``rank - 1`` once the rank is known; anything else raises a
