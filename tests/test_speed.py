@@ -380,5 +380,6 @@ def test_folding_speedup_compares_the_same_function():
     fold = bn_speed.folding_speedup(blocks=2, width=4, image=8, batch=2, repeats=2, min_seconds=0.001)
     assert fold["with_bn"] > 0 and fold["folded"] > 0 and fold["max_difference"] < 1e-4
     assert fold["network"] == "2 x (Conv2D(4, 3) -> BN -> ReLU) on 2 x 8x8x3, float32"
+    assert fold["bn_layers"] == (2, 0)
     with pytest.raises(ValueError, match="blocks must be a positive int, got 0"):
         bn_speed.folding_speedup(blocks=0)

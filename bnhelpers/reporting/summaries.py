@@ -9,7 +9,6 @@ Chapters: 7.
 
 from __future__ import annotations
 
-from typing import Sequence
 
 import numpy as np
 

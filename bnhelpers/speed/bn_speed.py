@@ -463,7 +463,8 @@ def folding_speedup(*, blocks: int = 6, width: int = 32, image: int = 32, batch:
     The network: ``blocks`` times ``Conv2D(width, 3, same, no bias) -> BatchNormalization -> ReLU`` on
     ``(image, image, 3)`` inputs, then global average pooling and ``Dense(10)``; the BN layers get random moving
     statistics. Both models run in a ``tf.function`` in float32 on a batch of ``batch`` images. Returns
-    ``{"with_bn": s, "folded": s, "max_difference": float, "network": str}`` (median seconds per batch).
+    ``{"with_bn": s, "folded": s, "max_difference": float, "network": str, "bn_layers": (before, after)}``
+    (median seconds per batch; the number of BN layers in the model and in the folded one).
     """
     from ..tools.folding import fold_batch_norm
 
@@ -488,4 +489,6 @@ def folding_speedup(*, blocks: int = 6, width: int = 32, image: int = 32, batch:
     return {"with_bn": time_call(with_bn, [images], repeats=repeats, min_seconds=min_seconds),
             "folded": time_call(without, [images], repeats=repeats, min_seconds=min_seconds),
             "max_difference": difference,
-            "network": f"{blocks} x (Conv2D({width}, 3) -> BN -> ReLU) on {batch} x {image}x{image}x3, float32"}
+            "network": f"{blocks} x (Conv2D({width}, 3) -> BN -> ReLU) on {batch} x {image}x{image}x3, float32",
+            "bn_layers": tuple(sum(isinstance(layer, keras.layers.BatchNormalization) for layer in m.layers)
+                               for m in (model, folded))}

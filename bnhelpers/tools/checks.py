@@ -18,7 +18,6 @@ import contextlib
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from ..layers.walk import bn_layers
 
