@@ -33,7 +33,8 @@ def test_notebook_was_run_top_to_bottom_cleanly(path):
     code = [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
     assert code, "a chapter without code cannot back its claims"
     assert [c["execution_count"] for c in code] == list(range(1, len(code) + 1))
-    assert "setup(" in "".join(code[0]["source"]), "the first code cell must call bnhelpers.setup"
+    assert "bnbook-launch" in code[0]["metadata"].get("tags", []), "the first code cell must be the launch cell"
+    assert "setup(" in "".join(code[1]["source"]), "the second code cell must call bnhelpers.setup"
     for cell in code:
         for out in cell["outputs"]:
             assert out["output_type"] != "error", f"stored error in: {''.join(cell['source'])[:60]}"
