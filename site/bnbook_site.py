@@ -1,4 +1,4 @@
-"""Sphinx extension for the book's website: two fixes to what readers see.
+"""Sphinx extension for the book's website: fixes to what readers see.
 
 1. myst-nb writes the toggle of every ``hide-input`` code cell as
    ``<summary aria-label="Toggle hidden content">`` around the visible text "Show code cell
@@ -9,8 +9,16 @@
 2. A ``{ref}`` to a heading with math in it gets the heading's plain text as its link text,
    which shows the TeX source to the reader ("What \\epsilon does"). Such link text is
    replaced by the heading itself, math included, so MathJax typesets it.
+3. With ``default_mode: auto`` (_config.yml) pydata-sphinx-theme 0.17 writes
+   ``data-theme="auto"`` into the page, which no style sheet matches (neither its light nor its
+   dark colours), and resolves it to "light" or "dark" only in its deferred script: a reader
+   whose system prefers dark sees the page flash unstyled white first (the theme's issue
+   #1857). On later visits it starts from the theme stored at the last visit, which is stale
+   when the system has switched since. A small script at the top of every page resolves the
+   theme from the mode (light, dark, or the system's preference for "auto") before the page
+   is drawn, as the theme's script does later.
 
-tests/site/ opens every page in a browser and fails if either comes back.
+tests/site/ opens every page in a browser and fails if any of them comes back.
 """
 
 import posixpath
@@ -73,7 +81,18 @@ def visit_citation(self, node):
     self.body[start:] = [part.replace(_DEPRECATED_ROLE, ' role="listitem"') for part in self.body[start:]]
 
 
+# Runs in <head>, after the theme's own inline script (which sets data-mode from storage or
+# default_mode, and data-theme from storage or default_mode, "auto" included). Sets the theme
+# the way the theme's setTheme() will: the mode if it is light or dark, else the system's.
+RESOLVE_AUTO_THEME_JS = (
+    '{const html = document.documentElement, mode = html.dataset.mode;'
+    ' html.dataset.theme = mode === "light" || mode === "dark" ? mode'
+    ' : window.matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";}'
+)
+
+
 def setup(app):
+    app.add_js_file(None, body=RESOLVE_AUTO_THEME_JS, priority=1)
     app.setup_extension("myst_nb")  # override its HTML writer, so load it first
     app.add_node(HideCodeCellNode, override=True, html=(visit_hide_cell_input, depart_HideCellInput))
     app.add_node(nodes.citation, override=True, html=(visit_citation, HTML5Translator.depart_citation))

@@ -55,11 +55,12 @@ def browser():
 @pytest.fixture
 def new_tab(browser):
     """Opens a tab on a site served at a base URL, in a fresh browser context (a first-time
-    reader: empty storage and cache). Returns the page and its PageLog."""
+    reader: empty storage and cache) whose system prefers `color_scheme` ("light" or "dark";
+    the site follows it). Returns the page and its PageLog."""
     contexts = []
 
-    def open_tab(base):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def open_tab(base, color_scheme="light"):
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, color_scheme=color_scheme)
         contexts.append(context)
         log = PageLog(base)
         context.route("**/*", log.route)
@@ -78,12 +79,17 @@ def page_and_log(new_tab, server):
 
 
 def pytest_terminal_summary(terminalreporter):
-    if not STATS["pages"]:
+    if not STATS["pages"] and not STATS["dark_pages"]:
         return
     write = terminalreporter.write_line
     terminalreporter.section("website checked in chromium")
-    write(f"{STATS['pages']} pages, {STATS['images']} images, {STATS['equations']} equations rendered by MathJax")
+    if STATS["pages"]:
+        write(f"{STATS['pages']} pages, {STATS['images']} images, {STATS['equations']} equations rendered by MathJax")
     if STATS["screenshots"]:
         write(f"screenshots, e.g. {STATS['screenshots'][0]}")
+    if STATS["dark_pages"]:
+        write(f"dark mode: {STATS['dark_pages']} pages, {STATS['dark_figures']} figures on their white card")
+    if STATS["dark_screenshots"]:
+        write(f"dark-mode screenshots, e.g. {STATS['dark_screenshots'][0]}")
     for rule, where in sorted(STATS["theme_a11y"].items()):
         write(f"axe-core, left in the theme (not this book's content): {rule} on {', '.join(sorted(where))}")

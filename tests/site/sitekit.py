@@ -26,7 +26,8 @@ INSTALL_HINT = (
 )
 
 # Filled by the tests, printed at the end of the run (what the browser actually checked).
-STATS = {"pages": 0, "images": 0, "equations": 0, "screenshots": [], "theme_a11y": {}}
+STATS = {"pages": 0, "images": 0, "equations": 0, "screenshots": [], "theme_a11y": {},
+         "dark_pages": 0, "dark_figures": 0, "dark_screenshots": []}
 
 
 def source_of(page):
@@ -39,6 +40,28 @@ def source_of(page):
 
 def book_config():
     return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def css_rgb(color):
+    """(r, g, b, alpha) of a computed CSS colour, "rgb(20, 24, 30)" or "rgba(0, 0, 0, 0)"."""
+    parts = color[color.index("(") + 1 : color.index(")")].replace("/", ",").replace(",", " ").split()
+    r, g, b = (float(x) for x in parts[:3])
+    return r, g, b, float(parts[3]) if len(parts) > 3 else 1.0
+
+
+def luminance(rgb):
+    """WCAG relative luminance of an sRGB colour (0 black, 1 white)."""
+    def linear(c):
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+    r, g, b = (linear(c) for c in rgb[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(rgb1, rgb2):
+    """WCAG contrast ratio of two colours, 1 to 21."""
+    high, low = sorted((luminance(rgb1), luminance(rgb2)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 class PageLog:

@@ -4,7 +4,8 @@ For each page: HTTP 200, no console error or uncaught exception, no failed reque
 request to any host but the local server (so the site works offline), every image loaded,
 every equation typeset by MathJax, captions and alt text on the book's figures, and no
 axe-core accessibility violation in the book's own content. A full-page screenshot of each
-page goes to the test's temporary folder.
+page goes to the test's temporary folder. The reader here prefers light mode;
+test_site_modes.py runs the same check in dark mode.
 """
 
 import json
@@ -35,6 +36,8 @@ INSPECT_JS = r"""async () => {
     if (!node.parentElement.closest(notText) && delimiters.test(node.data)) raw.push(node.data.trim().slice(0, 80));
   }
   return {
+    theme: document.documentElement.dataset.theme,
+    mode: document.documentElement.dataset.mode,
     images: images.map(img => ({
       src: img.getAttribute('src'),
       loaded: img.complete && img.naturalWidth > 0,
@@ -63,7 +66,8 @@ AXE_JS_RUN = """async () => {
 THEME_VIOLATIONS = (
     # The search buttons' aria-label "Search" omits their visible text "Search Ctrl+K".
     ("label-content-name-mismatch", "search-button__button"),
-    # The light/dark switch: aria-label "Color mode", while its icons' titles are "Light"/"Dark".
+    # The light/dark switch: aria-label "Color mode", while its icon's title is "Light", "Dark"
+    # or "System Settings" (mode auto). The same in dark mode (test_site_modes.py).
     ("label-content-name-mismatch", "theme-switch-button"),
     # The book title at the top of the left sidebar is outside every landmark.
     ("region", "sidebar-primary-item"),
@@ -137,6 +141,9 @@ def test_page_as_a_reader_sees_it(page, page_and_log, server, axe_js, tmp_path):
     assert found == {}, "\n".join(f"{kind}:\n  " + "\n  ".join(map(str, items)) for kind, items in found.items())
     if MATH_IN_SOURCE.search(source_text(page)):
         assert seen["math"] > 0, "the source has math but the page has no equations"
+    # The site follows the reader's system (default_mode: auto); this reader's prefers light.
+    # tests/site/test_site_modes.py opens every page again in dark mode.
+    assert (seen["mode"], seen["theme"]) == ("auto", "light")
     assert shot.stat().st_size > 0
 
     STATS["pages"] += 1
