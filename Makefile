@@ -8,10 +8,11 @@ NOTEBOOKS := $(sort $(wildcard book/*.ipynb))
 SITE_JS  := site/node_modules/.installed
 MATHJAX  := site/static/mathjax/tex-mml-chtml.js
 
-.PHONY: help venv book site-assets test notebooks portability lab dist launch-cells reader clean bench
+.PHONY: help venv book site-assets test notebooks portability lab dist launch-cells reader clean bench pdf
 
 help:
-	@echo "make book       set up .venv, then build the site into _build/html"
+	@echo "make book       set up .venv, then build the site into _build/html (and the PDF, make pdf)"
+	@echo "make pdf        the whole book as one PDF: _build/pdf/bn-book.pdf, copied into the site"
 	@echo "make test       build the site, then run tests/ (browser tests of the site included) and nbval"
 	@echo "make notebooks  re-execute every notebook and store its outputs"
 	@echo "make portability  nbval over every notebook as if on other CPUs (fakecpu profiles, round-off)"
@@ -46,6 +47,13 @@ site-assets: $(MATHJAX)
 
 book: $(STAMP) $(MATHJAX)
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(MAKE) --no-print-directory pdf PDF_ARGS=--skip-without-chromium
+
+# The whole book as one PDF, offline: Jupyter Book's single-page build (stored outputs, its own folder
+# _build/pdf/), printed by Debian's chromium (site/make_pdf.py; it skips the print when nothing changed).
+pdf: $(STAMP) $(MATHJAX)
+	$(BIN)/jupyter-book build . -W -n --keep-going --builder singlehtml --path-output _build/pdf
+	$(BIN)/python site/make_pdf.py $(PDF_ARGS)
 
 # The site tests (tests/site/) open the built site in chromium, so the site is built first.
 test: book reader
