@@ -19,7 +19,8 @@ script are unchanged since the last PDF (their hash is kept in _build/pdf/bn-boo
     .venv/bin/python site/make_pdf.py [--force] [--skip-without-chromium]
 
 Without /usr/bin/chromium it fails with the install hint (`make book` passes --skip-without-chromium:
-it then builds the site without the PDF, except when CI is set).
+it then builds the site without the PDF, except when CI is set). Without a CJK font (`fc-list :lang=zh`)
+it warns: the Chinese title of a source then prints as boxes (.ci/run installs fonts-wqy-zenhei).
 """
 
 import argparse
@@ -29,6 +30,7 @@ import hashlib
 import http.server
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -173,9 +175,19 @@ def die(message):
     sys.exit(f"make_pdf.py: {message}")
 
 
+def cjk_fonts():
+    """The font files fontconfig has for Chinese (`fc-list :lang=zh`); without one, Chinese prints as boxes."""
+    try:
+        listed = subprocess.run(["fc-list", ":lang=zh", "file"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return sorted({line.strip().rstrip(":") for line in listed.splitlines() if line.strip()})
+
+
 def source_hash():
-    """A hash of what the PDF is printed from: the single page, its images and this script."""
+    """A hash of what the PDF is printed from: the single page, its images, this script and the CJK fonts."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update("\n".join(cjk_fonts()).encode())  # a font installed later prints the Chinese title again
     for path in [SINGLE / "book" / "intro.html", *sorted((SINGLE / "_images").glob("*"))]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
@@ -187,11 +199,18 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # the browser closing a connection early is not an error of the site
+
+
 @contextlib.contextmanager
 def serve(directory):
-    """Serve `directory` on 127.0.0.1 (an ephemeral port); yields the base URL."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
-    httpd.daemon_threads = True
+    """Serve `directory` on 127.0.0.1 (an ephemeral port); yields the base URL. The site tests
+    (tests/site/sitekit.py) serve the built site with it too."""
+    httpd = _QuietServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
@@ -269,6 +288,10 @@ def main():
             print(f"make_pdf.py: no PDF of the book made. {hint}")
             return
         die(hint)
+    if not cjk_fonts():
+        print("make_pdf.py: warning: no CJK font installed (`fc-list :lang=zh` finds none): the Chinese title of a "
+              "source prints as boxes; install one with `sudo apt-get install -y fonts-wqy-zenhei` (.ci/run does)",
+              file=sys.stderr)
     digest = source_hash()
     if not args.force and PDF.exists() and STAMP.exists() and STAMP.read_text().strip() == digest:
         PDF.touch()  # checked against the sources just built: newer than they are (tests/site/test_pdf.py looks)

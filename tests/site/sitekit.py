@@ -1,9 +1,6 @@
 """Shared by the site tests: where things are, the table of contents, and a page's log."""
 
-import contextlib
-import functools
-import http.server
-import threading
+import sys
 from pathlib import Path
 
 import yaml
@@ -13,6 +10,9 @@ import yaml
 from book_toc import toc_files as toc_pages  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
+# The local server of the site (127.0.0.1, an ephemeral port) and the CJK fonts, as site/make_pdf.py has them.
+sys.path.insert(0, str(ROOT / "site"))
+from make_pdf import cjk_fonts, serve  # noqa: E402, F401
 SITE = ROOT / "_build" / "html"
 AXE_JS = ROOT / "site" / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -92,28 +92,3 @@ class PageLog:
         else:
             self.foreign.append(route.request.url)
             route.abort()
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-class _QuietServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        pass  # the browser closing a connection early is not a site error
-
-
-@contextlib.contextmanager
-def serve(directory):
-    """Serve `directory` on 127.0.0.1 (an ephemeral port); yields the base URL."""
-    httpd = _QuietServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(directory)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}/"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
