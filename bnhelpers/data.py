@@ -5,9 +5,11 @@
 - :func:`quadratic_regression`: the ``y = x^2 - 5 + noise`` of Morvan Zhou's BN tutorial (chapter 4).
 - :func:`shifted_gaussian`: the 1-D "is x above its centre" task of a Stack Overflow question (chapter 5).
 - :func:`random_images`: NHWC float32 noise images.
+- :func:`padded_sequences`: variable-length sequences of Gaussian tokens, zero-padded at the end,
+  ``(batch, time, features)``, with their lengths (chapter 10, LayerNorm against BN).
 All return float32 features; labels are int64 class ids or float32 targets.
 
-Chapters: 1, 2, 3, 4, 5, 6, 7, 8.
+Chapters: 1, 2, 3, 4, 5, 6, 7, 8, 10.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Split", "load_digits", "quadratic_regression", "shifted_gaussian", "random_images"]
+__all__ = ["Split", "load_digits", "quadratic_regression", "shifted_gaussian", "random_images", "padded_sequences"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +82,23 @@ def random_images(n: int, height: int, width: int, channels: int, seed: int = 0,
         raise ValueError(f"every dimension must be >= 1, got {dims}")
     rng = np.random.default_rng(seed)
     return (mean + std * rng.standard_normal(dims)).astype(np.float32)
+
+
+def padded_sequences(n: int, max_len: int, features: int, *, min_len: int = 1, seed: int = 0,
+                     mean: float = 0.0, std: float = 1.0):
+    """``n`` sequences of ``N(mean, std^2)`` tokens, zero-padded at the end to ``max_len`` time steps.
+
+    Each length is drawn uniformly from ``min_len..max_len``. Returns ``x``, float32
+    ``(n, max_len, features)`` (batch, time, features; every step at or after a
+    sequence's length is exactly 0), and ``lengths``, int64 ``(n,)``. Pad further with
+    ``np.pad(x, ((0, 0), (0, extra), (0, 0)))``.
+    """
+    if n < 1 or features < 1:
+        raise ValueError(f"n and features must be >= 1, got n={n}, features={features}")
+    if not 1 <= min_len <= max_len:
+        raise ValueError(f"need 1 <= min_len <= max_len, got min_len={min_len}, max_len={max_len}")
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(min_len, max_len + 1, size=n).astype(np.int64)
+    tokens = mean + std * rng.standard_normal((n, max_len, features))
+    mask = np.arange(max_len)[None, :] < lengths[:, None]
+    return (tokens * mask[:, :, None]).astype(np.float32), lengths

@@ -45,3 +45,25 @@ def test_random_images_are_nhwc():
     assert x.shape == (3, 5, 4, 2) and x.dtype == np.float32
     with pytest.raises(ValueError, match=r"every dimension must be >= 1, got \(0, 1, 1, 1\)"):
         data.random_images(0, 1, 1, 1)
+
+
+def test_padded_sequences_are_zero_after_each_length():
+    x, lengths = data.padded_sequences(20, 9, 3, min_len=2, seed=4, mean=1.0, std=0.5)
+    assert x.shape == (20, 9, 3) and x.dtype == np.float32 and lengths.dtype == np.int64
+    assert lengths.min() >= 2 and lengths.max() <= 9 and len(set(lengths.tolist())) > 1
+    for row, length in zip(x, lengths):
+        assert np.all(row[length:] == 0) and np.all(row[:length] != 0)
+    tokens = np.concatenate([row[:length] for row, length in zip(x, lengths)])
+    assert abs(tokens.mean() - 1.0) < 0.1 and abs(tokens.std() - 0.5) < 0.1
+    again, same_lengths = data.padded_sequences(20, 9, 3, min_len=2, seed=4, mean=1.0, std=0.5)
+    np.testing.assert_array_equal(again, x)
+    np.testing.assert_array_equal(same_lengths, lengths)
+    full, full_lengths = data.padded_sequences(4, 5, 2, min_len=5)
+    assert np.all(full_lengths == 5) and np.all(full != 0)
+
+
+def test_padded_sequences_refuse_bad_lengths():
+    with pytest.raises(ValueError, match="need 1 <= min_len <= max_len, got min_len=6, max_len=5"):
+        data.padded_sequences(3, 5, 2, min_len=6)
+    with pytest.raises(ValueError, match="n and features must be >= 1, got n=0, features=2"):
+        data.padded_sequences(0, 5, 2)

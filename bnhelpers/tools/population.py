@@ -57,7 +57,7 @@ layer inside a subclassed model or inside a custom layer's ``call`` (e.g.
 Chapter 5 uses AdaBN, batch statistics at test time and PreciseBN; chapter 6 PreciseBN;
 chapter 7 PreciseBN and AdaBN against the papers; chapter 9 refers to :func:`precise_bn`.
 
-Chapters: 5, 6, 7.
+Chapters: 5, 6, 7, 10.
 """
 
 from __future__ import annotations
