@@ -113,3 +113,17 @@ def test_momentum_one_keeps_the_moving_statistics():
     layer = MomentsBatchNorm(momentum=1.0)
     layer(np.random.default_rng(0).normal(3.0, 2.0, (8, 2)).astype("float32"), training=True)
     assert np.all(layer.moving_mean.numpy() == 0.0) and np.all(layer.moving_variance.numpy() == 1.0)
+
+
+@pytest.mark.parametrize("cls", ["moments", "ghost"])
+def test_float64_moving_average_uses_the_exact_momentum(cls):
+    """In float64 the update weighs the old average by 0.99 itself, not by float32's 0.9900000095."""
+    from bnhelpers.layers.ghost import GhostBatchNormalization
+
+    x = np.random.default_rng(1).normal(3.0, 2.0, (8, 3))
+    layer = (MomentsBatchNorm(momentum=0.99, dtype="float64") if cls == "moments"
+             else GhostBatchNormalization(virtual_batch_size=8, momentum=0.99, dtype="float64"))
+    layer(x, training=True)
+    expected = 0.99 * 0.0 + (1 - 0.99) * x.mean(axis=0)
+    error = np.abs(layer.moving_mean.numpy() - expected).max() / np.abs(expected).max()
+    assert layer.moving_mean.dtype == "float64" and error < 1e-14, error

@@ -82,7 +82,7 @@ class MomentsBatchNorm(keras.layers.Layer):
         rank = len(x.shape)
         if training and self.trainable:
             mean, variance = tf.nn.moments(x, axes=self._reduction_axes)
-            m = tf.cast(self.momentum, dtype)
+            m = tf.constant(self.momentum, dtype)  # not tf.cast, which rounds 0.99 to float32 first
             self.moving_mean.assign(tf.cast(self.moving_mean, dtype) * m + mean * (1 - m))
             self.moving_variance.assign(
                 tf.cast(self.moving_variance, dtype) * m + variance * (1 - m))

@@ -82,7 +82,7 @@ class GhostBatchNormalization(MomentsBatchNorm):
         x = tf.cast(inputs, dtype)
         rank = len(x.shape)
         mean, variance, batch_mean, batch_var = self._ghost_moments(x)
-        m = tf.cast(self.momentum, dtype)
+        m = tf.constant(self.momentum, dtype)  # not tf.cast, which rounds 0.99 to float32 first
         self.moving_mean.assign(tf.cast(self.moving_mean, dtype) * m + batch_mean * (1 - m))
         self.moving_variance.assign(tf.cast(self.moving_variance, dtype) * m + batch_var * (1 - m))
         y = (x - self._per_example(mean, rank)) * tf.math.rsqrt(self._per_example(variance, rank) + self.epsilon)
