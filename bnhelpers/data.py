@@ -9,7 +9,7 @@
   ``(batch, time, features)``, with their lengths (chapter 10, LayerNorm against BN).
 All return float32 features; labels are int64 class ids or float32 targets.
 
-Chapters: 1, 2, 3, 4, 5, 6, 7, 8, 10.
+Chapters: 1, 2, 3, 4, 5, 6, 7, 8, 10, 11.
 """
 
 from __future__ import annotations

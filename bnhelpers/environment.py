@@ -21,7 +21,7 @@ machine, and training amplifies such differences. The book therefore prints only
 what holds on every CPU (see the README, "Writing a chapter");
 ``make portability`` checks it.
 
-Chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10.
+Chapters: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11.
 """
 
 from __future__ import annotations

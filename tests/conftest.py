@@ -1,8 +1,8 @@
 """Shared test set-up: TensorFlow is imported quietly and seeded once, through bnhelpers.
 
 Also the scaffolding several test modules share: a tiny BN classifier and random data for it
-(test_compiled.py, test_probes.py, test_steps.py), and a Dense -> BN model (test_checks.py,
-test_steps.py).
+(test_compiled.py, test_probes.py, test_steps.py), a Dense -> BN model (test_checks.py, test_steps.py), and ``float64``, which builds
+layers in float64 while a test runs (test_accumulation.py, test_weight_norms.py).
 """
 
 import os
@@ -49,3 +49,20 @@ def dense_bn_model():
         return keras.Model(inputs, keras.layers.BatchNormalization(name="bn")(h))
 
     return make
+
+
+@pytest.fixture
+def float64():
+    """Build layers in float64 while the test runs (known answers then hold to ~1e-12).
+
+    Keras fixes its global dtype policy the first time a layer asks for it, so that is set too:
+    ``set_floatx`` alone would leave later layers in float32.
+    """
+    import keras
+
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx("float64")
+    keras.config.set_dtype_policy("float64")
+    yield
+    keras.config.set_floatx(floatx)
+    keras.config.set_dtype_policy(policy)

@@ -181,3 +181,14 @@ def test_layer_inputs_model_argument_errors():
         layer_inputs_model(model, ["bn_0"])
     with pytest.raises(ValueError, match="Sequential model 'unbuilt' is not built"):
         layer_inputs_model(keras.Sequential([keras.layers.Dense(2)], name="unbuilt"), [stranger])
+
+
+def test_bn_axis_reads_the_layer_axis():
+    from bnhelpers.layers.walk import bn_axis
+
+    layer = keras.layers.BatchNormalization(axis=-1)
+    assert bn_axis(layer) == -1 and bn_axis(layer, rank=4) == 3
+    assert bn_axis(keras.layers.BatchNormalization(axis=1), rank=4) == 1
+    multi = keras.layers.LayerNormalization(axis=[1, 2])
+    with pytest.raises(ValueError, match="single channel axis"):
+        bn_axis(multi)

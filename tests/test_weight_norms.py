@@ -11,20 +11,6 @@ from bnhelpers.tools.weight_norms import WeightNormProbe, kernels_before_bn
 
 
 @pytest.fixture
-def float64():
-    """Build layers in float64 while the test runs (BN's invariance then holds to ~1e-12).
-
-    Keras fixes its global dtype policy the first time a layer asks for it, so that is set too.
-    """
-    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
-    keras.config.set_floatx("float64")
-    keras.config.set_dtype_policy("float64")
-    yield
-    keras.config.set_floatx(floatx)
-    keras.config.set_dtype_policy(policy)
-
-
-@pytest.fixture
 def data():
     rng = np.random.default_rng(0)
     return rng.normal(0, 1, (32, 6)), rng.integers(0, 3, 32)

@@ -21,7 +21,7 @@ Four numbers describe the trade-off a momentum makes, each in training steps:
 :func:`ema` runs the update over a series (axis 0 is the step). Everything is NumPy
 float64.
 
-Chapters: 2, 4, 6, 9.
+Chapters: 2, 4, 6, 9, 11.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ statistics that inference uses the way Ioffe & Szegedy's Algorithm 2 defines the
 
 ``epsilon`` may be 0 here (chapter 1 studies what it does); Keras layers need it > 0.
 
-Chapters: 1, 7, 8.
+Chapters: 1, 7, 8, 11.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ normalized with, as tf-keras did). Inference mode uses the moving statistics
 and is identical to ``MomentsBatchNorm``/``keras.layers.BatchNormalization``.
 With ``virtual_batch_size >= N`` training mode is ordinary BN.
 
-Chapters: 6.
+Chapters: 6, 11.
 """
 
 from __future__ import annotations

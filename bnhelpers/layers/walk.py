@@ -30,7 +30,7 @@ from typing import Iterator, NamedTuple
 
 import keras
 
-__all__ = ["walk_layers", "is_batch_norm", "bn_layers", "LayerInputs", "layer_inputs_model"]
+__all__ = ["walk_layers", "is_batch_norm", "bn_layers", "bn_axis", "LayerInputs", "layer_inputs_model"]
 
 
 def _children(layer) -> list:
@@ -121,6 +121,21 @@ class _InputOf(keras.layers.Layer):
         if mask is not None:
             self.received_mask = True
         return inputs
+
+
+def bn_axis(layer, rank: int | None = None) -> int:
+    """The one axis a BN layer keeps statistics for (``layer.axis``, an int or a one-element list).
+
+    With ``rank`` (the number of dimensions of the layer's input) the axis is returned as a
+    non-negative index, e.g. ``-1`` becomes ``3`` for NHWC images; without it, as the layer stores it.
+    Raises ``ValueError`` for a layer normalized over several axes at once.
+    """
+    axis = getattr(layer, "axis", -1)
+    if isinstance(axis, (list, tuple)):
+        if len(axis) != 1:
+            raise ValueError(f"{layer.name}: only a single channel axis is supported, got {axis}")
+        axis = axis[0]
+    return int(axis) if rank is None else int(axis) % rank
 
 
 def _is_graph(layer) -> bool:

@@ -18,7 +18,7 @@ float32 twin (chapters 4 to 8 train in float64, see the README's "Writing a chap
 
 Compile with :func:`bnhelpers.training.loop.compile_classifier`.
 
-Chapters: 2, 4, 5, 6, 7, 8, 10.
+Chapters: 2, 4, 5, 6, 7, 8, 10, 11.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Conventions: per-seed results are stacked along axis 0 (shape ``(seeds, ...)``);
 "spread" is the sample standard deviation over seeds (``ddof=1``). The text a notebook
 prints around them comes from :mod:`bnhelpers.reporting.tables`.
 
-Chapters: 7, 10.
+Chapters: 7, 10, 11.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Notebooks print text rather than only drawing, so that nbval checks every number
 cell shows. :func:`format_table` lays out rows; :func:`format_bound` prints a
 round-off magnitude the way every CPU agrees on (see the README, "Writing a chapter").
 
-Chapters: 7, 8, 9, 10.
+Chapters: 7, 8, 9, 10, 11.
 """
 
 from __future__ import annotations

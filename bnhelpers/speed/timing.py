@@ -15,7 +15,7 @@ The machine: :func:`cache_sizes` reads the CPU caches (bytes per cache level, e.
 :func:`machine_description` gathers CPU model, logical/physical cores, caches, TensorFlow
 version, thread settings, oneDNN and the date of the run into one JSON-ready dict.
 
-Chapters: 8.
+Chapters: 8, 11.
 """
 
 from __future__ import annotations

@@ -57,7 +57,7 @@ layer inside a subclassed model or inside a custom layer's ``call`` (e.g.
 Chapter 5 uses AdaBN, batch statistics at test time and PreciseBN; chapter 6 PreciseBN;
 chapter 7 PreciseBN and AdaBN against the papers; chapter 9 refers to :func:`precise_bn`.
 
-Chapters: 5, 6, 7, 10.
+Chapters: 5, 6, 7, 10, 11.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ from typing import Iterable, NamedTuple
 import keras
 import numpy as np
 
-from ..layers.walk import bn_layers, layer_inputs_model
+from ..layers.walk import bn_layers, bn_axis, layer_inputs_model
 
 __all__ = [
     "BNStatistics",
@@ -87,15 +87,6 @@ class BNStatistics(NamedTuple):
 
     mean: np.ndarray
     variance: np.ndarray
-
-
-def _channel_axis(layer, rank: int) -> int:
-    axis = getattr(layer, "axis", -1)
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            raise ValueError(f"{layer.name}: only a single channel axis is supported, got {axis}")
-        axis = axis[0]
-    return int(axis) % rank
 
 
 def get_bn_statistics(model) -> dict[str, BNStatistics]:
@@ -210,7 +201,7 @@ def estimate_bn_statistics(model, data, *, batch_size: int = 256,
 
     def add(layer, x):
         x = np.asarray(x)
-        accumulators[layer.path].add(x, _channel_axis(layer, x.ndim))
+        accumulators[layer.path].add(x, bn_axis(layer, x.ndim))
 
     try:
         if upstream == "train":

@@ -17,7 +17,7 @@ everywhere). A tanh unit is *saturated* when ``|tanh(z)| >= level`` on at least
 ``min_share`` of the examples (there its derivative ``1 - tanh(z)^2`` is below
 ``1 - level^2``). Inputs are cast to ``keras.config.floatx()``.
 
-Chapters: 4, 6, 7, 10.
+Chapters: 4, 6, 7, 10, 11.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ import keras
 import numpy as np
 
 from ..core.validation import check_positive_int
-from ..layers.walk import bn_layers, layer_inputs_model
+from ..layers.walk import bn_layers, bn_axis, layer_inputs_model
 from .population import BNStatistics, get_bn_statistics
 
 __all__ = ["dropout_variance", "inference_input_statistics", "variance_ratios"]
@@ -49,15 +49,6 @@ def dropout_variance(mean, variance, rate: float) -> np.ndarray:
     return (variance + rate * mean**2) / (1.0 - rate)
 
 
-def _channel_axis(layer) -> int:
-    axis = getattr(layer, "axis", -1)
-    if isinstance(axis, (list, tuple)):
-        if len(axis) != 1:
-            raise ValueError(f"{layer.name}: only a single channel axis is supported, got {axis}")
-        axis = axis[0]
-    return int(axis)
-
-
 def inference_input_statistics(model, x, *, batch_size: int = 256) -> dict[str, BNStatistics]:
     """Mean and biased variance of every BN layer's input over ``x`` (``(N, ...)``) in inference mode.
 
@@ -74,7 +65,7 @@ def inference_input_statistics(model, x, *, batch_size: int = 256) -> dict[str, 
     for start in range(0, x.shape[0], batch_size):
         outputs = keras.tree.flatten(tap(x[start:start + batch_size], training=False))
         for k, (layer, value) in enumerate(zip(order, outputs)):
-            value = np.moveaxis(np.asarray(value, dtype=np.float64), _channel_axis(layer), -1)
+            value = np.moveaxis(np.asarray(value, dtype=np.float64), bn_axis(layer), -1)
             chunks[k].append(value.reshape(-1, value.shape[-1]))
     result = {}
     for layer, parts in zip(order, chunks):

@@ -16,7 +16,7 @@ runs with the same seed see the same examples in the same order.
 Every loop of :mod:`bnhelpers.training` (``loop``, ``compiled``, ``regression``, ``legacy``)
 takes its batches from here.
 
-Chapters: 5, 6, 7, 10.
+Chapters: 5, 6, 7, 10, 11.
 """
 
 from __future__ import annotations

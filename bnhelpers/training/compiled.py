@@ -20,7 +20,7 @@ Conventions:
 - Features are cast to ``keras.config.floatx()`` (float32 unless a chapter
   trains in float64, see the README's "Writing a chapter").
 
-Chapters: 6, 7, 10.
+Chapters: 6, 7, 10, 11.
 """
 
 from __future__ import annotations

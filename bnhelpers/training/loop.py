@@ -7,7 +7,7 @@ per-step and per-epoch values. Data order comes from
 from ``seed``), so two models trained with the same seed see exactly the same
 batches in the same order.
 
-Chapters: 2, 4, 5, 6, 8.
+Chapters: 2, 4, 5, 6, 8, 11.
 """
 
 from __future__ import annotations

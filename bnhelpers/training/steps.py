@@ -16,7 +16,7 @@ gradient) are left alone. It runs eagerly, inside a ``tf.function`` and inside
 The TF1 graphs of :mod:`bnhelpers.training.legacy` build their step as a graph op instead
 (``optimizer.minimize`` under ``tf.control_dependencies``): that is chapter 3's lesson.
 
-Chapters: 5.
+Chapters: 5, 11.
 """
 
 from __future__ import annotations
