@@ -21,6 +21,23 @@ def test_toc_and_notebooks_are_the_same_set():
         assert any((ROOT / f"{f}{ext}").exists() for ext in (".ipynb", ".md")), f"{f} in _toc.yml has no file"
 
 
+def _page_title(page: str) -> str:
+    path = ROOT / f"{page}.ipynb"
+    if path.exists():
+        text = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "markdown")
+    else:
+        text = (ROOT / f"{page}.md").read_text()
+    return next(line[2:] for line in text.splitlines() if line.startswith("# "))
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_page_titles_are_plain_text(page):
+    """A page's title also appears where MathJax does not run (the sidebar, the previous/next links, the PDF's
+    bookmarks), so it may not contain math: write Greek letters as characters (zero-γ), not as $\\gamma$."""
+    title = _page_title(page)
+    assert "$" not in title and "\\" not in title, title
+
+
 def test_site_build_does_not_execute_notebooks():
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["execute"]["execute_notebooks"] == "off"
