@@ -17,15 +17,24 @@
    when the system has switched since. A small script at the top of every page resolves the
    theme from the mode (light, dark, or the system's preference for "auto") before the page
    is drawn, as the theme's script does later.
+4. The intro pastes chapter 2's training curves with myst-nb's cross-document glue (``{glue:any}``
+   with ``:doc:``), which creates a bare image without alt text (the HTML writer then falls back to
+   the file name) and does not tell Sphinx that the intro depends on chapter 2. The pasted image gets
+   the ``data-alt`` text of the ``<figure>`` around it, and a page that pastes from a notebook is
+   rebuilt when that notebook changes.
 
 tests/site/ opens every page in a browser and fails if any of them comes back.
 """
 
+import html
 import posixpath
+import re
 
 from docutils import nodes
 from sphinx.writers.html5 import HTML5Translator
+from myst_nb.ext.glue.utils import PendingGlueReference
 from myst_nb.sphinx_ import HideCodeCellNode, depart_HideCellInput, visit_HideCellInput
+from sphinx.transforms.post_transforms import SphinxPostTransform
 
 _MISMATCHED_LABEL = ' aria-label="Toggle hidden content"'
 
@@ -91,10 +100,34 @@ RESOLVE_AUTO_THEME_JS = (
 )
 
 
+DATA_ALT = re.compile(r'<figure\b[^>]*\bdata-alt="([^"]+)"')
+
+
+class AltTextForPastedFigures(SphinxPostTransform):
+    """Give an image pasted from another page (myst-nb's cross-document glue) the alt text of its <figure>."""
+
+    default_priority = 6  # after myst-nb's ReplacePendingGlueReferences (5), which creates the image
+
+    def apply(self, **kwargs):
+        for raw in list(self.document.findall(nodes.raw)):
+            match = DATA_ALT.search(raw.astext())
+            image = raw.next_node(nodes.image, siblings=True) if match else None
+            if image is not None and not image.get("alt"):
+                image["alt"] = html.unescape(match.group(1))
+
+
+def depend_on_pasted_pages(app, doctree):
+    """A page that pastes glued outputs from a notebook is rebuilt when that notebook changes."""
+    for node in doctree.findall(PendingGlueReference):
+        app.env.note_dependency(app.env.doc2path(node.refdoc))
+
+
 def setup(app):
     app.add_js_file(None, body=RESOLVE_AUTO_THEME_JS, priority=1)
     app.setup_extension("myst_nb")  # override its HTML writer, so load it first
     app.add_node(HideCodeCellNode, override=True, html=(visit_hide_cell_input, depart_HideCellInput))
     app.add_node(nodes.citation, override=True, html=(visit_citation, HTML5Translator.depart_citation))
     app.connect("doctree-resolved", typeset_math_in_reference_text)
+    app.add_post_transform(AltTextForPastedFigures)
+    app.connect("doctree-read", depend_on_pasted_pages)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -185,10 +185,12 @@ def cjk_fonts():
 
 
 def source_hash():
-    """A hash of what the PDF is printed from: the single page, its images, this script and the CJK fonts."""
+    """A hash of what the PDF is printed from: the single page, its images, the scripts and styles it loads
+    (the widgets draw themselves when printed), this script and the CJK fonts."""
     digest = hashlib.sha256(Path(__file__).read_bytes())
     digest.update("\n".join(cjk_fonts()).encode())  # a font installed later prints the Chinese title again
-    for path in [SINGLE / "book" / "intro.html", *sorted((SINGLE / "_images").glob("*"))]:
+    static = sorted(p for p in (SINGLE / "_static").glob("*") if p.suffix in {".js", ".css"})
+    for path in [SINGLE / "book" / "intro.html", *sorted((SINGLE / "_images").glob("*")), *static]:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -1,1 +1,2 @@
-"""What notebooks print: ``summaries`` (mean ± spread over seeds) and ``tables`` (text tables, magnitudes)."""
+"""What notebooks print: ``summaries`` (mean ± spread over seeds), ``tables`` (text tables, magnitudes)
+and ``plots`` (a figure glued for another page)."""

@@ -112,6 +112,8 @@ def check_page(tab, log, url, axe_js, screenshot):
         "failed requests": log.failed,
         "images that did not load": [img["src"] for img in seen["images"] if not img["loaded"]],
         "figures without alt text": [img["src"] for img in own_images if not img["alt"]],
+        "alt text that is only a file name": [img["src"] for img in own_images
+                                              if re.fullmatch(r"\S+\.(png|jpe?g|svg|gif)", img["alt"], re.I)],
         "images without a figure caption": [img["src"] for img in own_images if not img["caption"]],
         "equations MathJax did not typeset": [seen["math"] - seen["typeset"]] if seen["typeset"] < seen["math"] else [],
         "raw TeX left in the page": seen["raw"],
@@ -159,6 +161,7 @@ BROKEN_PAGE = r"""<!DOCTYPE html>
 </head><body><main><article class="bd-article"><h1>Broken</h1>
 <img src="missing.png">
 <figure><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="a dot"></figure>
+<figure><img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" alt="5f0e4bd3.png"><figcaption>A file name is no description</figcaption></figure>
 <p>Untypeset: $$x^2$$ and \(y\).</p><span class="math notranslate">\(z\)</span>
 </article></main></body></html>
 """
@@ -178,3 +181,4 @@ def test_the_page_check_catches_a_broken_page(new_tab, axe_js, tmp_path):
     assert any("something broke" in e for e in problems["console errors"])
     assert problems["images that did not load"][0] == "missing.png"
     assert any(v.startswith("image-alt") for v in problems["accessibility violations in the book's content"])
+    assert len(problems["alt text that is only a file name"]) == 1
