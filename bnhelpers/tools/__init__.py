@@ -2,4 +2,4 @@
 ``freezing``, ``checks``, ``folding``, ``probes``, ``landscape`` (loss smoothness) and
 ``keras_versions`` (what a Keras version does with BN, and porting between versions),
 ``weight_norms`` (kernel norms and the effective learning rate), ``variance_shift`` (dropout before BN)
-and ``diagnostics`` (per-layer statistics during training)."""
+``diagnostics`` (per-layer statistics during training) and ``export`` (TensorFlow Lite conversion)."""
