@@ -115,3 +115,12 @@ def test_layer_input_percentiles_in_training_and_inference_mode():
         LayerInputPercentiles(model, "sigmoid_0", x, q=(50, 120))
     with pytest.raises(ValueError, match="this probe was built for another model"):
         probe(build_mlp(5, 2, (7,)))
+
+
+def test_logits_accuracy_counts_argmax_hits_and_checks_shapes():
+    from bnhelpers.tools.probes import logits_accuracy
+
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 5.0], [4.0, 0.0, 0.0]])
+    assert logits_accuracy(logits, [0, 1, 2, 1]) == 0.75
+    with pytest.raises(ValueError, match="logits must be"):
+        logits_accuracy(logits, [0, 1])

@@ -17,7 +17,7 @@ everywhere). A tanh unit is *saturated* when ``|tanh(z)| >= level`` on at least
 ``min_share`` of the examples (there its derivative ``1 - tanh(z)^2`` is below
 ``1 - level^2``). Inputs are cast to ``keras.config.floatx()``.
 
-Chapters: 4, 6, 7, 10, 11.
+Chapters: 4, 6, 7, 8, 10, 11.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = [
+    "logits_accuracy",
     "accuracy",
     "pre_activations",
     "dead_relu_fraction",
@@ -37,6 +38,15 @@ __all__ = [
     "LayerInputPercentiles",
     "percentile_drift",
 ]
+
+
+def logits_accuracy(logits, y) -> float:
+    """Fraction of ``argmax(logits) == y``: ``logits`` ``(N, classes)`` from any model (Keras, a reloaded
+    SavedModel, a TensorFlow Lite interpreter), ``y`` ``(N,)`` integer labels."""
+    logits, y = np.asarray(logits), np.asarray(y)
+    if logits.ndim != 2 or y.shape != logits.shape[:1]:
+        raise ValueError(f"logits must be (N, classes) and y (N,), got {logits.shape} and {y.shape}")
+    return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
 def accuracy(model, x, y, *, training: bool = False) -> float:
@@ -52,7 +62,7 @@ def accuracy(model, x, y, *, training: bool = False) -> float:
         logits, _ = model.stateless_call(trainable, non_trainable, x, training=True)
     else:
         logits = model(x, training=False)
-    return float(np.mean(np.argmax(np.asarray(logits), axis=-1) == np.asarray(y)))
+    return logits_accuracy(logits, y)
 
 
 def pre_activations(model: keras.Model, x, *, training: bool = False) -> list[np.ndarray]:

@@ -27,6 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ..tools.probes import logits_accuracy
 from .steps import gradient_step
 
 __all__ = [
@@ -172,5 +173,5 @@ def train_replicated(build_model: Callable[[], keras.Model], split, strategy, *,
 
     losses = [float(run_epoch(iterator, tf.constant(steps))) for _ in range(epochs)]
     logits = model(split.x_test, training=False)
-    accuracy = float(np.mean(np.argmax(logits, axis=-1) == split.y_test))
+    accuracy = logits_accuracy(logits, split.y_test)
     return ReplicatedRun(losses, accuracy, model)
